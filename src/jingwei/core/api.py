@@ -1,0 +1,133 @@
+"""API conventions every module reuses: input schemas that refuse unknown fields, the error
+shape `{"code", "message", "field"}`, pagination, and the exception handlers that produce them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import NinjaAPI, Schema
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.pagination import LimitOffsetPagination
+from pydantic import ConfigDict
+
+from jingwei.org.scope import Actor
+
+from .errors import DomainError
+
+
+class AuthedRequest(HttpRequest):
+    actor: Actor
+
+
+class In(Schema):
+    """Request bodies: an unknown field is an error naming the field, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ErrorOut(Schema):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class Page(LimitOffsetPagination):
+    """`?limit=&offset=` → `{"items": [...], "count": N}`."""
+
+
+def _error(
+    api: NinjaAPI,
+    request: HttpRequest,
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    **extra: Any,
+) -> HttpResponse:
+    body: dict[str, Any] = {"code": code, "message": message, "field": field, **extra}
+    return api.create_response(request, body, status=status)
+
+
+_MESSAGES = {
+    "missing": "必填",
+    "extra_forbidden": "不认识的字段",
+    "int_parsing": "应为整数",
+    "int_type": "应为整数",
+    "string_type": "应为文本",
+    "bool_parsing": "应为 true 或 false",
+    "bool_type": "应为 true 或 false",
+    "datetime_parsing": "应为带时区的日期时间（ISO 8601）",
+    "datetime_from_date_parsing": "应为带时区的日期时间（ISO 8601）",
+    "timezone_aware": "应带时区",
+    "list_type": "应为列表",
+    "dict_type": "应为对象",
+    "model_attributes_type": "应为 JSON 对象",
+    "string_too_long": "太长",
+    "string_too_short": "太短",
+    "literal_error": "取值不在允许范围内",
+    "enum": "取值不在允许范围内",
+    "greater_than_equal": "太小",
+    "less_than_equal": "太大",
+    "decimal_parsing": "应为数字",
+    "value_error": "取值无效",
+}
+
+
+def _field_of(loc: list[Any] | tuple[Any, ...]) -> str:
+    # Ninja locations look like ("body", "payload", "name") or ("query", "limit").
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "form", "header", "cookie"):
+        parts = parts[1:]
+        if len(parts) > 1 and parts[0] in ("payload", "body", "data", "filters"):
+            parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def install_error_handlers(api: NinjaAPI) -> None:
+    def validation(request: HttpRequest, exc: Any) -> HttpResponse:
+        errors = [
+            {
+                "field": _field_of(e.get("loc", ())),
+                "code": e.get("type", "invalid"),
+                "message": _MESSAGES.get(e.get("type", ""), e.get("msg", "取值无效")),
+            }
+            for e in exc.errors
+        ]
+        first = errors[0] if errors else {"field": None, "message": "请求无效", "code": "invalid"}
+        return _error(
+            api,
+            request,
+            422,
+            "validation_error",
+            f"{first['field']}：{first['message']}",
+            first["field"],
+            errors=errors,
+        )
+
+    def domain(request: HttpRequest, exc: Any) -> HttpResponse:
+        return _error(api, request, exc.status, exc.code, exc.message, exc.field)
+
+    def http_error(request: HttpRequest, exc: Any) -> HttpResponse:
+        if isinstance(exc, AuthenticationError):
+            return _error(api, request, 401, "unauthenticated", "请先登录或提供 API 令牌")
+        if exc.status_code == 400 and "parse" in str(exc).lower():
+            return _error(api, request, 400, "malformed_json", "请求体不是合法的 JSON", "body")
+        if exc.status_code == 429:
+            return _error(api, request, 429, "throttled", "请求过于频繁，请稍后再试")
+        return _error(api, request, exc.status_code, "http_error", str(exc))
+
+    def not_found(request: HttpRequest, exc: Any) -> HttpResponse:
+        return _error(api, request, 404, "not_found", "不存在")
+
+    def suspicious(request: HttpRequest, exc: Any) -> HttpResponse:
+        if isinstance(exc, RequestDataTooBig):
+            return _error(api, request, 413, "body_too_large", "请求体过大", "body")
+        return _error(api, request, 400, "bad_request", "请求无效")
+
+    api.add_exception_handler(ValidationError, validation)
+    api.add_exception_handler(DomainError, domain)
+    api.add_exception_handler(HttpError, http_error)
+    api.add_exception_handler(Http404, not_found)
+    api.add_exception_handler(SuspiciousOperation, suspicious)

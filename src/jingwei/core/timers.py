@@ -1,0 +1,156 @@
+"""Durable timers: schedule a handler for a moment, and the loop that fires due ones.
+
+Each timer fires in its own transaction: the row is claimed (FOR UPDATE SKIP LOCKED where the
+database has it, and a guarded UPDATE everywhere), the handler runs, and the row is marked fired —
+all or nothing. A loop killed mid-batch rolls back the timer it was firing, which stays pending
+for the next loop: nothing is lost, and nothing a handler writes to the database happens twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .models import Timer, TimerStatus
+
+log = logging.getLogger("jingwei.timers")
+
+Handler = Callable[[Timer], None]
+_handlers: dict[str, Handler] = {}
+
+
+def timer_handler(kind: str) -> Callable[[Handler], Handler]:
+    """Register the function that fires timers of `kind`. It runs inside the claiming transaction."""
+
+    def register(fn: Handler) -> Handler:
+        _handlers[kind] = fn
+        return fn
+
+    return register
+
+
+def registered_kinds() -> list[str]:
+    return sorted(_handlers)
+
+
+def timer_schedule(
+    *,
+    tenant_id: int,
+    kind: str,
+    due_at: datetime,
+    payload: dict[str, Any] | None = None,
+    key: str = "",
+) -> Timer:
+    """Schedule `kind` at `due_at`. With a `key`, scheduling again replaces the pending timer."""
+    if kind not in _handlers:
+        raise ValueError(f"no timer handler registered for {kind!r}")
+    if timezone.is_naive(due_at):
+        raise ValueError("due_at must be timezone-aware")
+    payload = payload or {}
+    if key:
+        updated = Timer.objects.filter(
+            tenant_id=tenant_id, kind=kind, key=key, status=TimerStatus.PENDING
+        ).update(due_at=due_at, payload=payload)
+        if updated:
+            return Timer.objects.get(tenant_id=tenant_id, kind=kind, key=key)
+        # An old fired/cancelled row with this key makes way for the new one.
+        Timer.objects.filter(tenant_id=tenant_id, kind=kind, key=key).delete()
+    try:
+        with transaction.atomic():
+            return Timer.objects.create(
+                tenant_id=tenant_id, kind=kind, key=key, due_at=due_at, payload=payload
+            )
+    except IntegrityError:
+        # Someone scheduled the same key meanwhile; theirs stands, with our moment.
+        Timer.objects.filter(tenant_id=tenant_id, kind=kind, key=key).update(
+            due_at=due_at, payload=payload
+        )
+        return Timer.objects.get(tenant_id=tenant_id, kind=kind, key=key)
+
+
+def timer_cancel(*, tenant_id: int, kind: str, key: str) -> int:
+    return Timer.objects.filter(
+        tenant_id=tenant_id, kind=kind, key=key, status=TimerStatus.PENDING
+    ).update(status=TimerStatus.CANCELLED)
+
+
+def _backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(3600, 10 * 2 ** max(0, attempts - 1)))
+
+
+def fire_next(now: datetime | None = None) -> Timer | None:
+    """Fire the most overdue pending timer. Returns it, or None when nothing is due (or all are taken).
+
+    Contract: a timer's handler and its `fired` mark commit together or not at all.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        due = Timer.objects.filter(status=TimerStatus.PENDING, due_at__lte=now).order_by(
+            "due_at", "id"
+        )
+        if connection.features.has_select_for_update_skip_locked:
+            due = due.select_for_update(skip_locked=True)
+        timer = due.first()
+        if timer is None:
+            return None
+        # The guarded UPDATE is what makes the claim safe on SQLite too (no row locks there,
+        # but IMMEDIATE transactions serialise writers): we own the timer only if one row changed.
+        claimed = Timer.objects.filter(pk=timer.pk, status=TimerStatus.PENDING).update(
+            status=TimerStatus.FIRED, fired_at=now, attempts=F("attempts") + 1
+        )
+        if claimed != 1:
+            return timer
+        timer.refresh_from_db()
+        handler = _handlers.get(timer.kind)
+        try:
+            if handler is None:
+                raise LookupError(f"no timer handler registered for {timer.kind!r}")
+            with transaction.atomic():
+                handler(timer)
+        except Exception as exc:
+            log.exception("timer %s (%s) failed", timer.pk, timer.kind)
+            failed = timer.attempts >= settings.TIMER_MAX_ATTEMPTS or handler is None
+            Timer.objects.filter(pk=timer.pk).update(
+                status=TimerStatus.FAILED if failed else TimerStatus.PENDING,
+                due_at=timer.due_at if failed else now + _backoff(timer.attempts),
+                fired_at=None if not failed else now,
+                last_error=f"{type(exc).__name__}: {exc}"[:2000],
+            )
+        return timer
+
+
+def fire_due(limit: int | None = None, now: datetime | None = None) -> int:
+    """Fire up to `limit` due timers, one transaction each. Returns how many were taken."""
+    limit = limit or settings.TIMER_BATCH
+    count = 0
+    while count < limit and fire_next(now) is not None:
+        count += 1
+    return count
+
+
+def run_loop(*, interval: float | None = None, stop: threading.Event | None = None) -> None:
+    """Fire due timers until stopped (SIGTERM/SIGINT, or `stop` set)."""
+    interval = settings.TIMER_INTERVAL if interval is None else interval
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    log.info("timer loop started (handlers: %s)", ", ".join(registered_kinds()) or "none")
+    while not stop.is_set():
+        try:
+            fired = fire_due()
+        except Exception:
+            log.exception("timer loop iteration failed; retrying")
+            fired = 0
+        if fired == 0:
+            stop.wait(interval)
+    log.info("timer loop stopped")

@@ -1,0 +1,20 @@
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from jingwei.org.demo import DEMO_PASSWORD, demo_logins, load_demo
+
+
+class Command(BaseCommand):
+    help = "Load the demo tenant 经纬设备服务 (idempotent) and print the demo logins."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--quiet", action="store_true", help="do not print the logins")
+
+    def handle(self, *args: Any, quiet: bool, **options: Any) -> None:
+        tenant = load_demo()
+        if quiet:
+            return
+        self.stdout.write(f"演示企业：{tenant.name}   所有演示账号的密码：{DEMO_PASSWORD}")
+        for username, name, role in demo_logins():
+            self.stdout.write(f"  {username:<10} {name}  {role}")

@@ -1,0 +1,9 @@
+def test_openapi_docs_are_served(client, db):
+    r = client.get("/api/openapi.json")
+    assert r.status_code == 200
+    assert r.json()["info"]["title"] == "经纬 SCRM API"
+    assert client.get("/api/docs").status_code == 200
+
+
+def test_health(client, db):
+    assert client.get("/healthz").json() == {"status": "ok"}
