@@ -21,7 +21,8 @@ def mask_phone(value: str) -> str:
     digits = value.strip()
     if len(digits) <= 4:
         return "*" * len(digits)
-    if len(digits) < 8:
+    if len(digits) < 11:
+        # Short numbers (landlines, extensions) would give too much away with 3 + 4 kept.
         return digits[:1] + "*" * (len(digits) - 3) + digits[-2:]
     return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
 

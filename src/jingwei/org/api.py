@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from django.db.models import Q, QuerySet
 from django.http import HttpResponse
-from ninja import Field, Query, Router, Schema
+from ninja import Field, Status, Query, Router, Schema
 from ninja.pagination import paginate
 
 from jingwei.core.api import AuthedRequest, In, Page
@@ -115,9 +115,9 @@ def list_departments(request: AuthedRequest) -> QuerySet[Any]:
 
 
 @router.post("/departments", response={201: NodeOut}, summary="新建部门")
-def create_department(request: AuthedRequest, payload: DepartmentIn) -> tuple[int, Department]:
+def create_department(request: AuthedRequest, payload: DepartmentIn) -> Status[Department]:
     data = payload.model_dump()
-    return 201, services.tree_node_create(Department, actor=request.actor, **data)
+    return Status(201, services.tree_node_create(Department, actor=request.actor, **data))
 
 
 @router.patch("/departments/{node_id}", response=NodeOut, summary="修改或移动部门")
@@ -129,9 +129,9 @@ def update_department(request: AuthedRequest, node_id: int, payload: DepartmentP
 
 
 @router.delete("/departments/{node_id}", response={204: None}, summary="删除部门")
-def delete_department(request: AuthedRequest, node_id: int) -> tuple[int, None]:
+def delete_department(request: AuthedRequest, node_id: int) -> Status[None]:
     services.tree_node_delete(Department, actor=request.actor, node_id=node_id)
-    return 204, None
+    return Status(204, None)
 
 
 @router.get("/regions", response=list[RegionOut], summary="区域（树，按路径排序）")
@@ -140,8 +140,8 @@ def list_regions(request: AuthedRequest) -> QuerySet[Any]:
 
 
 @router.post("/regions", response={201: RegionOut}, summary="新建区域")
-def create_region(request: AuthedRequest, payload: RegionIn) -> tuple[int, Region]:
-    return 201, services.tree_node_create(Region, actor=request.actor, **payload.model_dump())
+def create_region(request: AuthedRequest, payload: RegionIn) -> Status[Region]:
+    return Status(201, services.tree_node_create(Region, actor=request.actor, **payload.model_dump()))
 
 
 @router.patch("/regions/{node_id}", response=RegionOut, summary="修改或移动区域")
@@ -151,9 +151,9 @@ def update_region(request: AuthedRequest, node_id: int, payload: RegionPatch) ->
 
 
 @router.delete("/regions/{node_id}", response={204: None}, summary="删除区域")
-def delete_region(request: AuthedRequest, node_id: int) -> tuple[int, None]:
+def delete_region(request: AuthedRequest, node_id: int) -> Status[None]:
     services.tree_node_delete(Region, actor=request.actor, node_id=node_id)
-    return 204, None
+    return Status(204, None)
 
 
 # --- employees -----------------------------------------------------------------------------
@@ -250,8 +250,8 @@ def export_employees(request: AuthedRequest, filters: Query[EmployeeFilters]) ->
 
 
 @router.post("/employees", response={201: EmployeeOut}, summary="新建员工与登录账号")
-def create_employee(request: AuthedRequest, payload: EmployeeIn) -> tuple[int, Employee]:
-    return 201, services.employee_create(actor=request.actor, **payload.model_dump())
+def create_employee(request: AuthedRequest, payload: EmployeeIn) -> Status[Employee]:
+    return Status(201, services.employee_create(actor=request.actor, **payload.model_dump()))
 
 
 @router.get("/employees/{employee_id}", response=EmployeeOut, summary="员工详情")
@@ -316,8 +316,8 @@ def list_roles(request: AuthedRequest) -> QuerySet[Role]:
 
 
 @router.post("/roles", response={201: RoleOut}, summary="新建角色")
-def create_role(request: AuthedRequest, payload: RoleIn) -> tuple[int, Role]:
-    return 201, services.role_create(actor=request.actor, **payload.model_dump())
+def create_role(request: AuthedRequest, payload: RoleIn) -> Status[Role]:
+    return Status(201, services.role_create(actor=request.actor, **payload.model_dump()))
 
 
 @router.get("/roles/{role_id}", response=RoleOut, summary="角色详情")
@@ -335,9 +335,9 @@ def update_role(request: AuthedRequest, role_id: int, payload: RolePatch) -> Rol
 
 
 @router.delete("/roles/{role_id}", response={204: None}, summary="删除角色")
-def delete_role(request: AuthedRequest, role_id: int) -> tuple[int, None]:
+def delete_role(request: AuthedRequest, role_id: int) -> Status[None]:
     services.role_delete(actor=request.actor, role_id=role_id)
-    return 204, None
+    return Status(204, None)
 
 
 class AssignmentOut(Schema):
@@ -389,8 +389,8 @@ def list_assignments(
 
 
 @router.post("/assignments", response={201: AssignmentOut}, summary="授予角色（可设到期时间）")
-def create_assignment(request: AuthedRequest, payload: AssignmentIn) -> tuple[int, RoleAssignment]:
-    return 201, services.assignment_create(actor=request.actor, **payload.model_dump())
+def create_assignment(request: AuthedRequest, payload: AssignmentIn) -> Status[RoleAssignment]:
+    return Status(201, services.assignment_create(actor=request.actor, **payload.model_dump()))
 
 
 @router.post("/assignments/{assignment_id}/revoke", response=AssignmentOut, summary="撤销授权")

@@ -6,7 +6,7 @@ from django.contrib.auth import login, logout
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.middleware.csrf import get_token
-from ninja import Field, Router, Schema
+from ninja import Field, Status, Router, Schema
 
 from jingwei.core.api import AuthedRequest, In
 
@@ -73,9 +73,9 @@ def sign_in(request: HttpRequest, payload: LoginIn) -> MeOut:
 
 
 @router.post("/logout", response={204: None}, summary="退出登录")
-def sign_out(request: AuthedRequest) -> tuple[int, None]:
+def sign_out(request: AuthedRequest) -> Status[None]:
     logout(request)
-    return 204, None
+    return Status(204, None)
 
 
 @router.get("/me", response=MeOut, summary="当前用户与权限")
@@ -113,9 +113,9 @@ def list_tokens(request: AuthedRequest) -> QuerySet[ApiToken]:
 
 
 @router.post("/tokens", response={201: TokenCreatedOut}, summary="创建 API 令牌（只显示一次）")
-def create_token(request: AuthedRequest, payload: TokenIn) -> tuple[int, dict[str, object]]:
+def create_token(request: AuthedRequest, payload: TokenIn) -> Status[dict[str, object]]:
     issued = auth.token_issue(actor=request.actor, name=payload.name, expires_at=payload.expires_at)
-    return 201, {**TokenOut.from_orm(issued.token).model_dump(), "token": issued.secret}
+    return Status(201, {**TokenOut.from_orm(issued.token).model_dump(), "token": issued.secret})
 
 
 @router.post("/tokens/{token_id}/revoke", response=TokenOut, summary="撤销 API 令牌")
