@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from django.db.models import Q, QuerySet
 from django.http import HttpResponse
-from ninja import Field, Status, Query, Router, Schema
+from ninja import Field, Query, Router, Schema, Status
 from ninja.pagination import paginate
 
 from jingwei.core.api import AuthedRequest, In, Page
@@ -141,7 +141,9 @@ def list_regions(request: AuthedRequest) -> QuerySet[Any]:
 
 @router.post("/regions", response={201: RegionOut}, summary="新建区域")
 def create_region(request: AuthedRequest, payload: RegionIn) -> Status[Region]:
-    return Status(201, services.tree_node_create(Region, actor=request.actor, **payload.model_dump()))
+    return Status(
+        201, services.tree_node_create(Region, actor=request.actor, **payload.model_dump())
+    )
 
 
 @router.patch("/regions/{node_id}", response=RegionOut, summary="修改或移动区域")

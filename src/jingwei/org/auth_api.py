@@ -6,7 +6,7 @@ from django.contrib.auth import login, logout
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.middleware.csrf import get_token
-from ninja import Field, Status, Router, Schema
+from ninja import Field, Router, Schema, Status
 
 from jingwei.core.api import AuthedRequest, In
 

@@ -391,6 +391,10 @@ def load_demo() -> Tenant:
         user = user_model.objects.filter(username=username).first()
         if user is None:
             user = user_model.objects.create_user(username=username, password=DEMO_PASSWORD)
+            if username == "admin":
+                # Until the web console lands, the Django admin is the operator's screen.
+                user.is_staff = user.is_superuser = True
+                user.save(update_fields=["is_staff", "is_superuser"])
         employee, created = Employee.objects.get_or_create(
             tenant=tenant,
             employee_no=no,

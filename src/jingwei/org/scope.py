@@ -77,6 +77,28 @@ class Actor:
                 f"没有权限：{PERMISSIONS.get(code, code)}（{code}）", code="permission_denied"
             )
 
+    def require_tenant_wide(self, code: str) -> None:
+        """Raise 403 unless the actor holds `code` for the whole tenant (structure-changing writes)."""
+        self.require(code)
+        if not any(g.scope == "tenant" for g in self.grants_of(code)):
+            raise Forbidden("此操作需要全公司范围的权限", code="scope_too_narrow")
+
+    def reaches(
+        self, code: str, *, scope: str, department_path: str | None, region_path: str | None
+    ) -> bool:
+        """Whether the actor's own grants of `code` cover a grant of `scope` anchored at these paths:
+        nobody hands out more than they hold."""
+        if scope == "self":
+            return self.has_perm(code)
+        wanted = region_path if scope == "region" else department_path
+        for g in self.grants_of(code):
+            if g.scope == "tenant":
+                return True
+            held = g.region_path if g.scope == "region" else g.department_path
+            if g.scope == scope and held and wanted and wanted.startswith(held):
+                return True
+        return False
+
     def grants_of(self, code: str) -> list[Grant]:
         return [g for g in self.grants if g.code == code]
 

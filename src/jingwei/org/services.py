@@ -16,7 +16,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from jingwei.audit.services import audit_record, export_guard, snapshot
-from jingwei.core.errors import Conflict, DomainError, NotFound
+from jingwei.core.errors import Conflict, DomainError, Forbidden, NotFound
 from jingwei.core.pii import present_id_number, present_phone
 from jingwei.core.timers import timer_cancel, timer_schedule
 
@@ -92,7 +92,7 @@ def _parent(model: type[_Node], actor: Actor, parent_id: int | None) -> _Node | 
 def tree_node_create(
     model: type[_Node], *, actor: Actor, name: str, parent_id: int | None, **extra: Any
 ) -> _Node:
-    actor.require(MANAGE)
+    actor.require_tenant_wide(MANAGE)
     with transaction.atomic(durable=True):
         parent = _parent(model, actor, parent_id)
         node = model(tenant_id=actor.tenant_id, name=name, parent=parent, **extra)
@@ -112,7 +112,7 @@ def tree_node_update(
     model: type[_Node], *, actor: Actor, node_id: int, changes: dict[str, Any]
 ) -> _Node:
     """Rename, re-parent (moving the whole subtree) or change other fields of a node."""
-    actor.require(MANAGE)
+    actor.require_tenant_wide(MANAGE)
     with transaction.atomic(durable=True):
         node = _node(model, actor, node_id, lock=True)
         before = snapshot(node)
@@ -146,7 +146,7 @@ def tree_node_update(
 
 
 def tree_node_delete(model: type[_Node], *, actor: Actor, node_id: int) -> None:
-    actor.require(MANAGE)
+    actor.require_tenant_wide(MANAGE)
     with transaction.atomic(durable=True):
         node = _node(model, actor, node_id, lock=True)
         # Through QuerySet[Any]: django-stubs cannot resolve "self" relations on the abstract base.
@@ -228,6 +228,8 @@ def employee_create(
         employee = Employee.objects.create(
             tenant_id=actor.tenant_id, user=user, employee_no=employee_no, name=name, **fields
         )
+        if not Employee.objects.visible_to(actor, MANAGE).filter(pk=employee.pk).exists():
+            raise Forbidden("只能在自己的管理范围内新建员工", code="out_of_scope")
         audit_record(
             actor=actor,
             tenant_id=actor.tenant_id,
@@ -374,7 +376,7 @@ def _role_snapshot(role: Role) -> dict[str, Any]:
 
 
 def role_create(*, actor: Actor, name: str, permissions: list[str], description: str = "") -> Role:
-    actor.require(MANAGE)
+    actor.require_tenant_wide(MANAGE)
     codes = _valid_codes(permissions)
     with transaction.atomic(durable=True):
         if Role.objects.filter(tenant_id=actor.tenant_id, name=name).exists():
@@ -394,7 +396,7 @@ def role_create(*, actor: Actor, name: str, permissions: list[str], description:
 
 
 def role_update(*, actor: Actor, role_id: int, changes: dict[str, Any]) -> Role:
-    actor.require(MANAGE)
+    actor.require_tenant_wide(MANAGE)
     with transaction.atomic(durable=True):
         role = _role(actor, role_id)
         before = _role_snapshot(role)
@@ -426,7 +428,7 @@ def role_update(*, actor: Actor, role_id: int, changes: dict[str, Any]) -> Role:
 
 
 def role_delete(*, actor: Actor, role_id: int) -> None:
-    actor.require(MANAGE)
+    actor.require_tenant_wide(MANAGE)
     with transaction.atomic(durable=True):
         role = _role(actor, role_id)
         if role.assignments.filter(revoked_at__isnull=True).exists():
@@ -440,6 +442,34 @@ def role_delete(*, actor: Actor, role_id: int) -> None:
         )
         role.assignments.all().delete()
         role.delete()
+
+
+def _ensure_may_delegate(
+    actor: Actor,
+    employee: Employee,
+    role: Role,
+    scope: str,
+    department_id: int | None,
+    region_id: int | None,
+) -> None:
+    """Nobody hands out more than they hold: every permission of the role, at a reach no wider
+    than the granter's own grants of that permission (and of org.manage)."""
+    department_pk = department_id or employee.department_id
+    region_pk = region_id or employee.region_id
+    department = Department.objects.filter(pk=department_pk).first() if department_pk else None
+    region = Region.objects.filter(pk=region_pk).first() if region_pk else None
+    paths = {
+        "department_path": department.path if department else None,
+        "region_path": region.path if region else None,
+    }
+    codes = sorted(role.grants.values_list("permission_id", flat=True))
+    beyond = [c for c in [MANAGE, *codes] if not actor.reaches(c, scope=scope, **paths)]
+    if beyond:
+        raise Forbidden(
+            f"不能授予超出自己权限或范围的授权：{', '.join(beyond)}",
+            code="grant_exceeds_own",
+            field="role_id",
+        )
 
 
 def assignment_create(
@@ -467,6 +497,7 @@ def assignment_create(
         employee = employee_get(actor=actor, employee_id=employee_id, perm=MANAGE)
         role = _role(actor, role_id)
         _check_refs(actor, {"department_id": department_id, "region_id": region_id})
+        _ensure_may_delegate(actor, employee, role, scope, department_id, region_id)
         assignment = RoleAssignment.objects.create(
             tenant_id=actor.tenant_id,
             employee=employee,
