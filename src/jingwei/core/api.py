@@ -15,6 +15,7 @@ from pydantic import ConfigDict
 from jingwei.org.scope import Actor
 
 from .errors import DomainError
+from .idempotency import Replay
 
 
 class AuthedRequest(HttpRequest):
@@ -126,6 +127,11 @@ def install_error_handlers(api: NinjaAPI) -> None:
             return _error(api, request, 413, "body_too_large", "请求体过大", "body")
         return _error(api, request, 400, "bad_request", "请求无效")
 
+    def replay(request: HttpRequest, exc: Any) -> HttpResponse:
+        stored: HttpResponse = exc.response()
+        return stored
+
+    api.add_exception_handler(Replay, replay)
     api.add_exception_handler(ValidationError, validation)
     api.add_exception_handler(DomainError, domain)
     api.add_exception_handler(HttpError, http_error)

@@ -81,3 +81,29 @@ class Timer(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.kind}@{self.due_at:%Y-%m-%d %H:%M}"
+
+
+class IdempotencyKey(TenantModel):
+    """A write sent with an `Idempotency-Key` header: claimed before it runs, its response kept so a
+    retry gets the same answer instead of a second effect (see core.idempotency)."""
+
+    employee = models.ForeignKey("org.Employee", on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=200)
+    method = models.CharField(max_length=10)
+    path = models.CharField(max_length=500)
+    request_hash = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.BinaryField(null=True, blank=True)
+    content_type = models.CharField(max_length=100, blank=True, default="")
+    created_at = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "employee", "key"], name="idempotency_key_per_employee"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} [{self.key}]"

@@ -16,6 +16,7 @@ from django.utils import timezone
 from ninja.utils import check_csrf
 
 from jingwei.audit.services import audit_record, snapshot
+from jingwei.core import idempotency
 from jingwei.core.errors import DomainError, Forbidden, NotFound, Throttled, Unauthenticated
 
 from .models import ApiToken, Employee
@@ -197,4 +198,5 @@ class ActorAuth:
             employee = ensure_may_sign_in(employee_of(user.pk))
         actor = actor_for(employee)
         request.actor = actor  # type: ignore[attr-defined]
+        idempotency.claim(request, actor)
         return actor
