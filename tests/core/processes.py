@@ -20,7 +20,7 @@ from django.db import connection
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
-def test_database_url() -> str:
+def subprocess_database_url() -> str:
     """DATABASE_URL for the database this test is using (the test database, not the real one)."""
     s = connection.settings_dict
     if connection.vendor == "sqlite":
@@ -37,7 +37,7 @@ def test_database_url() -> str:
 
 def subprocess_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env["DATABASE_URL"] = test_database_url()
+    env["DATABASE_URL"] = subprocess_database_url()
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(PROJECT_DIR), env.get("PYTHONPATH", "")) if p
     )

@@ -1,8 +1,11 @@
 """Timer handlers for the timer tests, registered on import.
 
 `test.probe` writes one audit event per firing (action "test.fired", subject_id = payload["n"],
-data["pid"] = the firing process) and then, when the payload asks, sleeps inside the claiming
-transaction — so a loop killed during the sleep dies with an uncommitted firing.
+data["pid"] = the firing process), then sleeps `payload["sleep"]` seconds if asked, inside the
+claiming transaction. A payload `hold` makes the handler stop for good at a known point —
+"before_write" or "after_write" its event — after creating the file `hold["file"]`, so a test can
+kill the loop at exactly that point. It holds only once: a later firing finds the file and runs on.
+
 `test.failing` writes an event too, then raises: its write must roll back with the failure.
 """
 
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 from django.utils import timezone
 
@@ -20,6 +24,7 @@ from jingwei.core.timers import timer_handler
 PROBE = "test.probe"
 FAILING = "test.failing"
 FIRED_ACTION = "test.fired"
+HOLD_SECONDS = 120  # far longer than any test waits: the loop is killed while holding
 
 
 def _record(timer: Timer) -> None:
@@ -33,9 +38,22 @@ def _record(timer: Timer) -> None:
     )
 
 
+def _hold(timer: Timer, point: str) -> None:
+    hold = timer.payload.get("hold")
+    if not hold or hold["at"] != point:
+        return
+    flag = Path(hold["file"])
+    if flag.exists():
+        return
+    flag.touch()
+    time.sleep(HOLD_SECONDS)
+
+
 @timer_handler(PROBE)
 def on_probe(timer: Timer) -> None:
+    _hold(timer, "before_write")
     _record(timer)
+    _hold(timer, "after_write")
     if delay := float(timer.payload.get("sleep", 0)):
         time.sleep(delay)
 
