@@ -200,7 +200,8 @@ class RoleAssignmentQuerySet(TenantQuerySet):
         return self.filter(
             Q(starts_at__isnull=True) | Q(starts_at__lte=at),
             Q(expires_at__isnull=True) | Q(expires_at__gt=at),
-            revoked_at__isnull=True,
+            # Revoked later than `at` still held at `at`: past access can be reconstructed.
+            Q(revoked_at__isnull=True) | Q(revoked_at__gt=at),
         )
 
 
