@@ -7,3 +7,13 @@ def test_openapi_docs_are_served(client, db):
 
 def test_health(client, db):
     assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_sqlite_runs_in_wal_mode(db):
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA journal_mode")
+        assert cursor.fetchone()[0] == "wal"

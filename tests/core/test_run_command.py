@@ -1,0 +1,101 @@
+"""`jingwei run` (what `make run` starts): web, worker and timer loop together, stopped together."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import urllib.request
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from jingwei.audit.models import AuditEvent
+from jingwei.core.models import Timer, TimerStatus
+from jingwei.core.timers import timer_schedule
+from jingwei.org.models import RoleAssignment
+
+from ..factories import EmployeeFactory, TenantFactory, make_role
+from .processes import Proc, running, wait_until
+from .sample_tasks import RAN_ACTION, leave_mark
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def children_of(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
+    return [int(p) for p in out.stdout.split()]
+
+
+def test_run_serves_the_api_runs_jobs_fires_timers_and_stops_as_one(tmp_path):
+    # Given a job queued and a timer due
+    tenant = TenantFactory()
+    employee = EmployeeFactory(tenant=tenant)
+    assignment = RoleAssignment.objects.create(
+        tenant=tenant,
+        employee=employee,
+        role=make_role(tenant, "临时", ["ticket.view"]),
+        scope="self",
+        expires_at=timezone.now() - timedelta(seconds=1),
+    )
+    timer = timer_schedule(
+        tenant_id=tenant.pk,
+        kind="org.grant_expired",
+        due_at=timezone.now(),
+        payload={"assignment_id": assignment.pk},
+    )
+    leave_mark.enqueue(tenant.pk, "from-run")
+    port = free_port()
+
+    # When `jingwei run` starts
+    run = Proc(
+        ["-m", "jingwei.cli", "run", "--port", str(port), "--web-workers", "1"],
+        tmp_path / "run.log",
+        TIMER_INTERVAL="0.1",
+    )
+    with running(run):
+        # Then the web answers, the worker ran the job and the timer loop fired the timer
+        wait_until(lambda: answers(f"http://127.0.0.1:{port}/healthz"), what="web", procs=[run])
+        assert answers(f"http://127.0.0.1:{port}/api/openapi.json")
+        wait_until(
+            lambda: AuditEvent.objects.filter(action=RAN_ACTION, subject_id="from-run").exists(),
+            what="the worker to run the job",
+            procs=[run],
+        )
+        wait_until(
+            lambda: Timer.objects.get(pk=timer.pk).status == TimerStatus.FIRED,
+            what="the timer loop to fire the timer",
+            procs=[run],
+        )
+        assert AuditEvent.objects.filter(
+            action="org.grant.expired", subject_id=str(assignment.pk)
+        ).exists()
+        children = children_of(run.pid)
+        assert len(children) == 3  # web, worker, timers
+
+        # And SIGTERM stops all three
+        assert run.stop() == 0
+        assert not any(pid_alive(pid) for pid in children)
+        assert not answers(f"http://127.0.0.1:{port}/healthz")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
