@@ -153,3 +153,31 @@ def test_security_can_unfreeze_with_a_reason(org, admin, exporter, settings, cli
     assert AuditEvent.objects.filter(
         action="security.account_unfrozen", subject_id=str(exporter.pk)
     ).exists()
+
+
+def test_audit_snapshots_mask_phone_and_id_for_readers_without_pii(
+    org, admin, shanghai_agent, client_as
+):
+    reader = EmployeeFactory(tenant=org.tenant, department=org.hq)
+    grant(reader, ["audit.view"], "tenant")
+    client_as(admin).patch(
+        f"/api/org/employees/{shanghai_agent.pk}",
+        {"phone": "13912345678", "id_number": "110101199003071234"},
+        content_type="application/json",
+    )
+
+    def event_seen_by(employee):
+        items = (
+            client_as(employee)
+            .get("/api/audit/events", {"action": "org.employee.updated"})
+            .json()["items"]
+        )
+        return items[0]
+
+    masked = event_seen_by(reader)
+    full = event_seen_by(admin)
+
+    assert masked["after"]["phone"] == "139****5678"
+    assert masked["after"]["id_number"] == "110101********1234"
+    assert "13912345678" not in str(masked)
+    assert full["after"]["phone"] == "13912345678"

@@ -1,12 +1,12 @@
 from datetime import datetime
-from typing import Any
 
 from django.db.models import QuerySet
 from ninja import Field, Query, Router, Schema
 from ninja.pagination import paginate
 
-from jingwei.core.api import AuthedRequest, Page
+from jingwei.core.api import DB_INT_MAX, AuthedRequest, Filters, Page
 from jingwei.core.errors import NotFound
+from jingwei.core.pii import MaskedSnapshot
 
 from .models import AuditEvent
 
@@ -23,17 +23,17 @@ class AuditEventOut(Schema):
     subject_type: str
     subject_id: str
     subject_label: str
-    before: Any
-    after: Any
-    data: dict[str, Any]
+    before: MaskedSnapshot
+    after: MaskedSnapshot
+    data: MaskedSnapshot
     ip: str | None
 
 
-class AuditFilters(Schema):
+class AuditFilters(Filters):
     action: str | None = Field(None, max_length=100, description="动作，前缀匹配，如 org.employee")
     subject_type: str | None = Field(None, max_length=100)
     subject_id: str | None = Field(None, max_length=64)
-    actor_id: int | None = None
+    actor_id: int | None = Field(None, ge=1, le=DB_INT_MAX)
     since: datetime | None = None
     until: datetime | None = None
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse
-from ninja import NinjaAPI, Schema
+from ninja import Field, NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.pagination import LimitOffsetPagination
-from pydantic import ConfigDict
+from pydantic import ConfigDict, field_validator
+from pydantic_core import PydanticCustomError
 
 from jingwei.org.scope import Actor
 
@@ -22,10 +24,31 @@ class AuthedRequest(HttpRequest):
     actor: Actor
 
 
+def refuse_nul(value: Any) -> Any:
+    """PostgreSQL can neither store nor compare text holding NUL: refuse it as input (else a 500)."""
+    if isinstance(value, str) and "\x00" in value:
+        raise PydanticCustomError("string_nul", "text must not contain NUL")
+    return value
+
+
 class In(Schema):
     """Request bodies: an unknown field is an error naming the field, not silently dropped."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*")
+    @classmethod
+    def refuse_nul_characters(cls, value: Any) -> Any:
+        return refuse_nul(value)
+
+
+class Filters(Schema):
+    """Query-string filters: text is searched in the database, so NUL is refused here too."""
+
+    @field_validator("*")
+    @classmethod
+    def refuse_nul_characters(cls, value: Any) -> Any:
+        return refuse_nul(value)
 
 
 class ErrorOut(Schema):
@@ -34,8 +57,15 @@ class ErrorOut(Schema):
     field: str | None = None
 
 
+DB_INT_MAX = 2**63 - 1  # the largest value a BIGINT column (and SQLite's INTEGER) holds
+
+
 class Page(LimitOffsetPagination):
     """`?limit=&offset=` → `{"items": [...], "count": N}`."""
+
+    class Input(LimitOffsetPagination.Input):
+        # Bounded so that OFFSET + LIMIT still fits the database's integer (else a 500).
+        offset: int = Field(0, ge=0, le=DB_INT_MAX - settings.NINJA_PAGINATION_MAX_LIMIT)
 
 
 def _error(
@@ -56,17 +86,21 @@ _MESSAGES = {
     "extra_forbidden": "不认识的字段",
     "int_parsing": "应为整数",
     "int_type": "应为整数",
+    "int_from_float": "应为整数",
     "string_type": "应为文本",
     "bool_parsing": "应为 true 或 false",
     "bool_type": "应为 true 或 false",
     "datetime_parsing": "应为带时区的日期时间（ISO 8601）",
     "datetime_from_date_parsing": "应为带时区的日期时间（ISO 8601）",
+    "datetime_type": "应为带时区的日期时间（ISO 8601）",
     "timezone_aware": "应带时区",
     "list_type": "应为列表",
     "dict_type": "应为对象",
     "model_attributes_type": "应为 JSON 对象",
     "string_too_long": "太长",
     "string_too_short": "太短",
+    "string_pattern_mismatch": "格式不正确",
+    "string_nul": "不能包含 NUL 字符",
     "literal_error": "取值不在允许范围内",
     "enum": "取值不在允许范围内",
     "greater_than_equal": "太小",
@@ -83,6 +117,8 @@ def _field_of(loc: list[Any] | tuple[Any, ...]) -> str:
         parts = parts[1:]
         if len(parts) > 1 and parts[0] in ("payload", "body", "data", "filters"):
             parts = parts[1:]
+        elif loc[0] == "body" and parts in (["payload"], ["body"], ["data"]):
+            parts = []  # the body as a whole (absent, or not a JSON object): not a Python name
     return ".".join(parts) or "body"
 
 
@@ -92,7 +128,7 @@ def install_error_handlers(api: NinjaAPI) -> None:
             {
                 "field": _field_of(e.get("loc", ())),
                 "code": e.get("type", "invalid"),
-                "message": _MESSAGES.get(e.get("type", ""), e.get("msg", "取值无效")),
+                "message": _MESSAGES.get(e.get("type", ""), "取值无效"),
             }
             for e in exc.errors
         ]

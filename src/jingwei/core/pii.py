@@ -51,6 +51,30 @@ def present_id_number(value: str | None, actor: Actor | None) -> str | None:
     return mask_id_number(value)
 
 
+# Keys under which snapshots (audit before/after, event payloads) carry phone and ID numbers.
+PHONE_KEYS = frozenset({"phone", "mobile", "telephone"})
+ID_NUMBER_KEYS = frozenset({"id_number", "id_card"})
+
+
+def present_snapshot(data: Any, actor: Actor | None) -> Any:
+    """A JSON snapshot with phone and ID values masked for readers without customer.view_pii."""
+    if may_view_pii(actor):
+        return data
+    if isinstance(data, dict):
+        out = {}
+        for key, value in data.items():
+            if key in PHONE_KEYS and isinstance(value, str):
+                out[key] = present_phone(value, None)
+            elif key in ID_NUMBER_KEYS and isinstance(value, str):
+                out[key] = present_id_number(value, None)
+            else:
+                out[key] = present_snapshot(value, None)
+        return out
+    if isinstance(data, list):
+        return [present_snapshot(v, None) for v in data]
+    return data
+
+
 def _actor_from(info: ValidationInfo) -> Actor | None:
     context = info.context or {}
     request = context.get("request")
@@ -65,7 +89,12 @@ def _id_number(value: Any, handler: Any, info: ValidationInfo) -> Any:
     return present_id_number(handler(value), _actor_from(info))
 
 
+def _snapshot(value: Any, handler: Any, info: ValidationInfo) -> Any:
+    return present_snapshot(handler(value), _actor_from(info))
+
+
 # Ninja validates responses with context={"request": request}; without one (no reader known),
 # the value is masked: failing closed.
 MaskedPhone = Annotated[str | None, WrapValidator(_phone)]
 MaskedIdNumber = Annotated[str | None, WrapValidator(_id_number)]
+MaskedSnapshot = Annotated[Any, WrapValidator(_snapshot)]

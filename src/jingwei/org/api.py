@@ -8,8 +8,9 @@ from django.db.models import Q, QuerySet
 from django.http import HttpResponse
 from ninja import Field, Query, Router, Schema, Status
 from ninja.pagination import paginate
+from pydantic import AwareDatetime
 
-from jingwei.core.api import AuthedRequest, In, Page
+from jingwei.core.api import DB_INT_MAX, AuthedRequest, Filters, In, Page
 from jingwei.core.errors import DomainError, NotFound
 from jingwei.core.pii import MaskedIdNumber, MaskedPhone
 
@@ -85,13 +86,13 @@ class RegionOut(NodeOut):
 class DepartmentIn(In):
     name: str = Name
     parent_id: int | None = None
-    sort: int = 0
+    sort: int = Field(0, ge=-(2**31), le=2**31 - 1)  # an INTEGER column
 
 
 class DepartmentPatch(In):
     name: str | None = Field(None, min_length=1, max_length=100)
     parent_id: int | None = None
-    sort: int | None = None
+    sort: int | None = Field(None, ge=-(2**31), le=2**31 - 1)
 
 
 class RegionIn(DepartmentIn):
@@ -204,7 +205,7 @@ class EmployeePatch(In):
     manager_id: int | None = None
 
 
-class EmployeeFilters(Schema):
+class EmployeeFilters(Filters):
     q: str | None = Field(None, max_length=50, description="姓名或工号包含")
     department_id: int | None = Field(None, description="部门（含下级）")
     region_id: int | None = Field(None, description="区域（含下级）")
@@ -365,13 +366,13 @@ class AssignmentIn(In):
     )
     department_id: int | None = None
     region_id: int | None = None
-    starts_at: datetime | None = None
-    expires_at: datetime | None = Field(None, description="设置后即为临时授权，到期自动失效")
+    starts_at: AwareDatetime | None = None
+    expires_at: AwareDatetime | None = Field(None, description="设置后即为临时授权，到期自动失效")
     reason: str = Field("", max_length=200)
 
 
 class AssignmentFilters(Schema):
-    employee_id: int | None = None
+    employee_id: int | None = Field(None, ge=1, le=DB_INT_MAX)
     active: bool | None = Field(None, description="只看当前生效的")
 
 

@@ -7,6 +7,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.middleware.csrf import get_token
 from ninja import Field, Router, Schema, Status
+from pydantic import AwareDatetime
 
 from jingwei.core.api import AuthedRequest, In
 
@@ -88,7 +89,7 @@ def me(request: AuthedRequest) -> MeOut:
 
 class TokenIn(In):
     name: str = Field(..., min_length=1, max_length=100)
-    expires_at: datetime | None = None
+    expires_at: AwareDatetime | None = None
 
 
 class TokenOut(Schema):
