@@ -196,3 +196,20 @@ def test_logout_ends_the_session(east_manager, client_as):
 
     assert client.post("/api/auth/logout").status_code == 204
     assert client.get(ME).status_code == 401
+
+
+def test_a_password_is_taken_exactly_as_typed(admin, client_as):
+    created = client_as(admin).post(
+        "/api/org/employees",
+        {
+            "username": "spacey",
+            "password": "  spaces-around-42  ",
+            "employee_no": "S001",
+            "name": "空格",
+        },
+        content_type="application/json",
+    )
+    assert created.status_code == 201
+
+    assert login(Client(), "spacey", "spaces-around-42").status_code == 401
+    assert login(Client(), "spacey", "  spaces-around-42  ").status_code == 200

@@ -4,7 +4,7 @@ from django.db.models import QuerySet
 from ninja import Field, Query, Router, Schema
 from ninja.pagination import paginate
 
-from jingwei.core.api import DB_INT_MAX, AuthedRequest, Filters, Page
+from jingwei.core.api import DB_INT_MAX, AuthedRequest, Filters, Moment, Page
 from jingwei.core.errors import NotFound
 from jingwei.core.pii import MaskedSnapshot
 
@@ -34,8 +34,8 @@ class AuditFilters(Filters):
     subject_type: str | None = Field(None, max_length=100)
     subject_id: str | None = Field(None, max_length=64)
     actor_id: int | None = Field(None, ge=1, le=DB_INT_MAX)
-    since: datetime | None = None
-    until: datetime | None = None
+    since: Moment | None = None
+    until: Moment | None = None
 
 
 def _events(request: AuthedRequest) -> QuerySet[AuditEvent]:

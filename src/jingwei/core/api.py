@@ -3,7 +3,9 @@ shape `{"code", "message", "field"}`, pagination, and the exception handlers tha
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import zoneinfo
+from typing import Annotated, Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
@@ -11,7 +13,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from ninja import Field, NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.pagination import LimitOffsetPagination
-from pydantic import ConfigDict, field_validator
+from pydantic import AfterValidator, AwareDatetime, ConfigDict, StringConstraints, field_validator
 from pydantic_core import PydanticCustomError
 
 from jingwei.org.scope import Actor
@@ -49,6 +51,39 @@ class Filters(Schema):
     @classmethod
     def refuse_nul_characters(cls, value: Any) -> Any:
         return refuse_nul(value)
+
+
+def _moment_in_range(value: Any) -> Any:
+    # SQLite stores datetimes as text and fails on years its date functions cannot shift.
+    if value.year < 1900 or value.year > 9000:
+        raise PydanticCustomError("moment_range", "date out of range")
+    return value
+
+
+# Every datetime the API accepts: with a time zone, and within years the databases handle.
+Moment = Annotated[AwareDatetime, AfterValidator(_moment_in_range)]
+
+
+def _known_time_zone(value: str) -> str:
+    if value not in _time_zones():
+        raise PydanticCustomError("time_zone", "unknown time zone")
+    return value
+
+
+@functools.cache
+def _time_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+# An IANA time zone name such as Asia/Shanghai.
+TimeZoneName = Annotated[str, AfterValidator(_known_time_zone)]
+
+# A password is taken exactly as typed (no stripping of spaces).
+Password = Annotated[
+    str,
+    StringConstraints(strip_whitespace=False, min_length=1, max_length=128),
+    Field(json_schema_extra={"format": "password"}),
+]
 
 
 class ErrorOut(Schema):
@@ -100,6 +135,8 @@ _MESSAGES = {
     "string_too_long": "太长",
     "string_too_short": "太短",
     "string_pattern_mismatch": "格式不正确",
+    "time_zone": "不认识的时区（应为 IANA 名称，如 Asia/Shanghai）",
+    "moment_range": "日期超出允许范围（1900—9000 年）",
     "string_nul": "不能包含 NUL 字符",
     "literal_error": "取值不在允许范围内",
     "enum": "取值不在允许范围内",

@@ -16,6 +16,13 @@ class DomainError(Exception):
         self.field = field
 
 
+class Invalid(DomainError):
+    """A value the schema cannot express as wrong (e.g. null for a field that must stay filled)."""
+
+    status = 422
+    default_code = "invalid"
+
+
 class NotFound(DomainError):
     """Absent or outside the actor's tenant or scope: the two are indistinguishable on purpose."""
 

@@ -2,16 +2,24 @@
 service, serialise. Reads go through `visible_to`; writes through services."""
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from django.db.models import Q, QuerySet
 from django.http import HttpResponse
 from ninja import Field, Query, Router, Schema, Status
 from ninja.pagination import paginate
-from pydantic import AwareDatetime
 
-from jingwei.core.api import DB_INT_MAX, AuthedRequest, Filters, In, Page
-from jingwei.core.errors import DomainError, NotFound
+from jingwei.core.api import (
+    DB_INT_MAX,
+    AuthedRequest,
+    Filters,
+    In,
+    Moment,
+    Page,
+    Password,
+    TimeZoneName,
+)
+from jingwei.core.errors import Invalid, NotFound
 from jingwei.core.pii import MaskedIdNumber, MaskedPhone
 
 from . import services
@@ -38,7 +46,7 @@ def patch_changes(payload: Schema, *, not_null: tuple[str, ...] = ()) -> dict[st
     changes = payload.model_dump(exclude_unset=True)
     for name in not_null:
         if name in changes and changes[name] is None:
-            raise DomainError(f"{name} 不能为空", code="required", field=name)
+            raise Invalid(f"{name} 不能为空", code="required", field=name)
     return changes
 
 
@@ -97,12 +105,12 @@ class DepartmentPatch(In):
 
 class RegionIn(DepartmentIn):
     currency: str = Field("CNY", pattern=r"^[A-Z]{3}$")
-    timezone: str = Field("Asia/Shanghai", max_length=50)
+    timezone: TimeZoneName = "Asia/Shanghai"
 
 
 class RegionPatch(DepartmentPatch):
     currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
-    timezone: str | None = Field(None, max_length=50)
+    timezone: TimeZoneName | None = None
 
 
 def _tree(model: type[TreeNode], request: AuthedRequest) -> QuerySet[Any]:
@@ -182,7 +190,7 @@ class EmployeeOut(Schema):
 
 class EmployeeIn(In):
     username: str = Field(..., min_length=3, max_length=150, pattern=r"^[\w.@+-]+$")
-    password: str = Field(..., min_length=8, max_length=128)
+    password: Annotated[Password, Field(min_length=8)]
     employee_no: str = Field(..., min_length=1, max_length=32)
     name: str = Field(..., min_length=1, max_length=50)
     phone: str = Field("", pattern=r"^(\+?\d{5,15})?$")
@@ -366,8 +374,8 @@ class AssignmentIn(In):
     )
     department_id: int | None = None
     region_id: int | None = None
-    starts_at: AwareDatetime | None = None
-    expires_at: AwareDatetime | None = Field(None, description="设置后即为临时授权，到期自动失效")
+    starts_at: Moment | None = None
+    expires_at: Moment | None = Field(None, description="设置后即为临时授权，到期自动失效")
     reason: str = Field("", max_length=200)
 
 

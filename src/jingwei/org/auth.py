@@ -13,6 +13,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
+from ninja.security.base import AuthBase
 from ninja.utils import check_csrf
 
 from jingwei.audit.services import audit_record, snapshot
@@ -173,7 +174,7 @@ def token_authenticate(secret: str) -> Employee:
     return employee
 
 
-class ActorAuth:
+class ActorAuth(AuthBase):
     """Ninja auth: a personal token (`Authorization: Bearer jw_…`) or the console's session.
 
     Session-authenticated writes must carry the CSRF token; token requests need none (no cookie
@@ -181,6 +182,10 @@ class ActorAuth:
     """
 
     openapi_type = "http"
+    openapi_scheme = "bearer"
+    openapi_description = (
+        "个人 API 令牌（Authorization: Bearer jw_…）；控制台使用会话 Cookie + X-CSRFToken"
+    )
 
     def __call__(self, request: HttpRequest) -> Actor | None:
         header = request.headers.get("Authorization", "")

@@ -7,9 +7,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.middleware.csrf import get_token
 from ninja import Field, Router, Schema, Status
-from pydantic import AwareDatetime
 
-from jingwei.core.api import AuthedRequest, In
+from jingwei.core.api import AuthedRequest, In, Moment, Password
 
 from . import auth
 from .models import ApiToken, Employee
@@ -20,7 +19,7 @@ router = Router(tags=["登录与令牌"])
 
 class LoginIn(In):
     username: str = Field(..., min_length=1, max_length=150)
-    password: str = Field(..., min_length=1, max_length=128)
+    password: Password
 
 
 class GrantOut(Schema):
@@ -89,7 +88,7 @@ def me(request: AuthedRequest) -> MeOut:
 
 class TokenIn(In):
     name: str = Field(..., min_length=1, max_length=100)
-    expires_at: AwareDatetime | None = None
+    expires_at: Moment | None = None
 
 
 class TokenOut(Schema):
