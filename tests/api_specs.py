@@ -300,7 +300,7 @@ ENDPOINTS: list[Endpoint] = [
         body_refs=_EMPLOYEE_REFS,
     ),
     Endpoint(
-        "GET",
+        "POST",
         "/api/org/employees/export",
         rows=_tenant_rows(Employee),
         query_refs=_EMPLOYEE_FILTERS,

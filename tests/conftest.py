@@ -9,13 +9,22 @@ from typing import Any
 
 import pytest
 from django.core.cache import cache
-from django.test import Client
+from django.test import Client, override_settings
 
 from jingwei.org.models import Department, Employee, Region, Tenant
 from jingwei.org.permissions import PERMISSIONS
 from jingwei.org.scope import Actor, actor_for
 
 from .factories import EmployeeFactory, TenantFactory, grant, make_department, make_region
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache() -> Any:
+    # The default file cache lives in var/ and would be shared by parallel test runs.
+    with override_settings(
+        CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    ):
+        yield
 
 
 @pytest.fixture(autouse=True)

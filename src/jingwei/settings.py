@@ -107,7 +107,9 @@ else:
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://jingwei")}
+# A file cache by default, so the web workers, the worker and the timer loop share login throttling;
+# Redis (CACHE_URL=redis://…) in production.
+CACHES = {"default": env.cache("CACHE_URL", default=f"filecache://{DATA_DIR / 'cache'}")}
 
 # --- background work ------------------------------------------------------------------------
 TASKS = {
@@ -121,6 +123,7 @@ TIMER_INTERVAL = env.float("TIMER_INTERVAL", default=1.0)
 TIMER_MAX_ATTEMPTS = env.int("TIMER_MAX_ATTEMPTS", default=5)
 
 # --- auth -----------------------------------------------------------------------------------
+AUTHENTICATION_BACKENDS = ["jingwei.org.auth.ThrottledModelBackend"]
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",

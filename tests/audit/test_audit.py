@@ -88,7 +88,7 @@ def security_officer(org):
 def test_exports_under_the_threshold_are_counted_and_served(exporter, settings, client_as):
     settings.EXPORT_GUARD_MAX_ROWS = 1000
 
-    r = client_as(exporter).get("/api/org/employees/export")
+    r = client_as(exporter).post("/api/org/employees/export")
 
     assert r.status_code == 200
     assert r["Content-Type"].startswith("text/csv")
@@ -103,7 +103,7 @@ def test_bulk_export_past_the_threshold_freezes_the_account_and_alerts_security(
     EmployeeFactory.create_batch(4, tenant=org.tenant, department=org.hq)
     client = client_as(exporter)
 
-    r = client.get("/api/org/employees/export")
+    r = client.post("/api/org/employees/export")
 
     assert r.status_code == 403
     assert r.json()["code"] == "export_frozen"
@@ -133,14 +133,14 @@ def test_exports_add_up_within_the_window(org, exporter, settings, client_as):
     # 2 employees in the tenant (exporter + nobody else yet): 2 rows per export.
     EmployeeFactory(tenant=org.tenant, department=org.hq)
 
-    results = [client.get("/api/org/employees/export").status_code for _ in range(3)]
+    results = [client.post("/api/org/employees/export").status_code for _ in range(3)]
 
     assert results == [200, 200, 403]
 
 
 def test_security_can_unfreeze_with_a_reason(org, admin, exporter, settings, client_as):
     settings.EXPORT_GUARD_MAX_ROWS = 0
-    client_as(exporter).get("/api/org/employees/export")
+    client_as(exporter).post("/api/org/employees/export")
 
     r = client_as(admin).post(
         f"/api/org/employees/{exporter.pk}/unfreeze",
@@ -181,3 +181,39 @@ def test_audit_snapshots_mask_phone_and_id_for_readers_without_pii(
     assert masked["after"]["id_number"] == "110101********1234"
     assert "13912345678" not in str(masked)
     assert full["after"]["phone"] == "13912345678"
+
+
+def test_audit_readers_see_events_about_subjects_in_their_scope_not_about_others(
+    org, south_engineer, shanghai_agent, client_as
+):
+    from jingwei.org.permissions import PERMISSIONS
+
+    from ..factories import make_department
+
+    # An administrator and a department-scoped reader sit in the same small department
+    it = make_department(org.tenant, "信息技术部", org.hq)
+    editor = EmployeeFactory(tenant=org.tenant, department=it, name="管理员")
+    grant(editor, sorted(PERMISSIONS), "tenant")
+    it_reader = EmployeeFactory(tenant=org.tenant, department=it, name="信息部审计")
+    grant(it_reader, ["audit.view", "customer.view_pii"], "department")
+    east_reader = EmployeeFactory(tenant=org.tenant, department=org.east_dept, region=org.east)
+    grant(east_reader, ["audit.view"], "region")
+    for person in (south_engineer, shanghai_agent):
+        client_as(editor).patch(
+            f"/api/org/employees/{person.pk}",
+            {"phone": "13712345678"},
+            content_type="application/json",
+        )
+
+    def subjects_seen_by(reader):
+        items = (
+            client_as(reader)
+            .get("/api/audit/events", {"action": "org.employee.updated"})
+            .json()["items"]
+        )
+        return {row["subject_id"] for row in items}
+
+    # Sitting beside the editor does not open the edited people's records to the reader
+    assert subjects_seen_by(it_reader) == set()
+    # The 华东 reader sees the edit of the 上海 agent, not of the 广州 engineer
+    assert subjects_seen_by(east_reader) == {str(shanghai_agent.pk)}

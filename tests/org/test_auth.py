@@ -82,12 +82,21 @@ def test_new_passwords_are_hashed_with_argon2(admin, client_as):
 
 def test_session_writes_need_the_csrf_token(east_manager, admin):
     client = Client(enforce_csrf_checks=True)
-    assert login(client, admin.user.username, FAST_PASSWORD).status_code == 200
+    token = client.get("/api/auth/csrf").json()["csrf_token"]
+    without = login(client, admin.user.username, FAST_PASSWORD)
+    signed_in = client.post(
+        "/api/auth/login",
+        {"username": admin.user.username, "password": FAST_PASSWORD},
+        content_type="application/json",
+        HTTP_X_CSRFTOKEN=token,
+    )
+    assert without.status_code == 403  # login CSRF: no token, no session
+    assert signed_in.status_code == 200
+    token = client.cookies["csrftoken"].value  # rotated at sign-in
 
     refused = client.post(
         "/api/org/departments", {"name": "新部门"}, content_type="application/json"
     )
-    token = client.get("/api/auth/csrf").json()["csrf_token"]
     accepted = client.post(
         "/api/org/departments",
         {"name": "新部门"},
@@ -213,3 +222,44 @@ def test_a_password_is_taken_exactly_as_typed(admin, client_as):
 
     assert login(Client(), "spacey", "spaces-around-42").status_code == 401
     assert login(Client(), "spacey", "  spaces-around-42  ").status_code == 200
+
+
+def test_a_token_cannot_mint_another_token(east_manager, client_as):
+    secret = issue_token(
+        client_as(east_manager),
+        "短期",
+        expires_at=(timezone.now() + timedelta(minutes=5)).isoformat(),
+    )["token"]
+
+    r = Client().post(
+        "/api/auth/tokens",
+        {"name": "永久"},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {secret}",
+    )
+
+    assert r.status_code == 403
+    assert r.json()["code"] == "token_cannot_mint"
+    assert ApiToken.objects.filter(employee=east_manager).count() == 1
+
+
+def test_a_deactivated_login_loses_token_access(east_manager, client_as):
+    secret = issue_token(client_as(east_manager))["token"]
+    east_manager.user.is_active = False
+    east_manager.user.save()
+
+    r = Client().get(ME, HTTP_AUTHORIZATION=f"Bearer {secret}")
+
+    assert r.status_code == 403
+    assert r.json()["code"] == "account_inactive"
+
+
+def test_the_admin_login_page_is_throttled_too(east_manager, settings):
+    settings.LOGIN_MAX_FAILURES = 3
+    client = Client()
+    for _ in range(3):
+        client.post("/admin/login/", {"username": east_manager.user.username, "password": "wrong"})
+
+    r = login(Client(), east_manager.user.username, FAST_PASSWORD)
+
+    assert r.status_code == 429

@@ -60,9 +60,9 @@ def south_manager(org: Org) -> Employee:
 
 @pytest.fixture
 def east_admin(org: Org) -> Employee:
-    """Manages the org, but only within 华东."""
+    """Manages the org, but only within 华东 (and holds what the people there hold)."""
     e = EmployeeFactory(tenant=org.tenant, name="陈静", department=org.east_dept, region=org.east)
-    grant(e, ["org.view", "org.manage"], "region")
+    grant(e, ["org.view", "org.manage", "customer.view"], "region")
     return e
 
 

@@ -15,7 +15,8 @@ class AuditEvent(TenantModel):
         "org.Employee", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     actor_name = models.CharField("操作人", max_length=100, blank=True, default="")
-    # The actor's department and region when it happened: what scopes a reader's view of the log.
+    # Where the subject lay when it happened (by its scope fields): what scopes a reader's view.
+    # A reader below company scope sees events about subjects in their scope, and their own acts.
     department = models.ForeignKey(
         "org.Department", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -52,7 +53,9 @@ class ExportRecord(TenantModel):
     rows = models.PositiveIntegerField()
     at = models.DateTimeField(db_index=True)
 
-    scope_fields = ScopeFields(owner="employee")
+    scope_fields = ScopeFields(
+        owner="employee", department="employee__department", region="employee__region"
+    )
 
     class Meta:
         verbose_name = "导出记录"

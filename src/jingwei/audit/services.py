@@ -65,13 +65,7 @@ def audit_record(
     ip: str | None = None,
 ) -> AuditEvent:
     """Write one audit event in the caller's transaction. `actor` None means the system did it."""
-    from jingwei.org.models import Employee
-
-    department_id = region_id = None
-    if actor is not None and actor.employee_id is not None:
-        department_id, region_id = Employee.objects.filter(pk=actor.employee_id).values_list(
-            "department_id", "region_id"
-        ).first() or (None, None)
+    department_id, region_id = subject_location(subject)
     return AuditEvent.objects.create(
         tenant_id=tenant_id,
         at=timezone.now(),
@@ -88,6 +82,25 @@ def audit_record(
         data=data or {},
         ip=ip,
     )
+
+
+def _follow(obj: Any, path: str | None) -> Any:
+    for name in (path or "").split("__") if path else []:
+        obj = getattr(obj, name, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def subject_location(subject: models.Model | None) -> tuple[int | None, int | None]:
+    """The department and region a subject lies in, by its model's scope fields: an event is shown
+    to readers whose scope covers the subject (the actor's own seat says nothing about the data)."""
+    fields = getattr(type(subject), "scope_fields", None) if subject is not None else None
+    if fields is None:
+        return None, None
+    department = _follow(subject, fields.department)
+    region = _follow(subject, fields.region)
+    return (getattr(department, "pk", None), getattr(region, "pk", None))
 
 
 @dataclass(frozen=True)

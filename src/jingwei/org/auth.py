@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import authenticate
+from django.contrib.auth.backends import ModelBackend
 from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
@@ -35,19 +39,54 @@ def _failure_keys(username: str, ip: str) -> list[str]:
     return [f"login-fail:user:{name}", f"login-fail:ip:{ip}"]
 
 
-def _locked(keys: list[str]) -> bool:
-    # An IP gets more room than one account: an office shares one address.
-    limits = [settings.LOGIN_MAX_FAILURES, settings.LOGIN_MAX_FAILURES * 4]
-    return any((cache.get(k) or 0) >= limit for k, limit in zip(keys, limits, strict=True))
+def _limits() -> list[int]:
+    # An address gets more room than one account: an office shares one address.
+    return [settings.LOGIN_MAX_FAILURES, settings.LOGIN_MAX_FAILURES * 4]
 
 
-def _count_failure(keys: list[str]) -> None:
-    for key in keys:
+def _count_attempt(keys: list[str]) -> bool:
+    """Count this attempt first, then compare: parallel guesses cannot all slip under the limit.
+    Returns whether the attempt is over the limit (and must not even be checked)."""
+    over = False
+    for key, limit in zip(keys, _limits(), strict=True):
         cache.add(key, 0, timeout=settings.LOGIN_LOCKOUT_SECONDS)
         try:
-            cache.incr(key)
-        except ValueError:
+            count = cache.incr(key)
+        except ValueError:  # expired between add and incr
             cache.set(key, 1, timeout=settings.LOGIN_LOCKOUT_SECONDS)
+            count = 1
+        over = over or count > limit
+    return over
+
+
+def _forgive(keys: list[str]) -> None:
+    """A successful sign-in clears the account's count and takes this attempt off the address's."""
+    cache.delete(keys[0])
+    with contextlib.suppress(ValueError):
+        cache.decr(keys[1])
+
+
+class ThrottledModelBackend(ModelBackend):
+    """Django's password check, throttled per account and per address, for every sign-in path
+    (the API and the Django admin both authenticate through here)."""
+
+    def authenticate(
+        self,
+        request: HttpRequest | None,
+        username: str | None = None,
+        password: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        if request is None or username is None:
+            return super().authenticate(request, username=username, password=password, **kwargs)
+        keys = _failure_keys(username, _client_ip(request))
+        if _count_attempt(keys):
+            request.login_throttled = True  # type: ignore[attr-defined]
+            raise PermissionDenied  # stops Django trying other backends
+        user = super().authenticate(request, username=username, password=password, **kwargs)
+        if user is not None:
+            _forgive(keys)
+        return user
 
 
 def ensure_may_sign_in(employee: Employee | None) -> Employee:
@@ -55,7 +94,7 @@ def ensure_may_sign_in(employee: Employee | None) -> Employee:
         raise Forbidden("该账号未关联员工档案", code="no_employee")
     if employee.frozen_at is not None:
         raise Forbidden(f"账号已冻结：{employee.frozen_reason}", code="account_frozen")
-    if employee.status != "active":
+    if employee.status != "active" or not employee.user.is_active:
         raise Forbidden("账号已停用（员工已离职）", code="account_inactive")
     if not employee.tenant.is_active:
         raise Forbidden("所属企业已停用", code="tenant_inactive")
@@ -64,25 +103,22 @@ def ensure_may_sign_in(employee: Employee | None) -> Employee:
 
 def employee_of(user_id: int) -> Employee | None:
     return (
-        Employee.objects.select_related("tenant", "department", "region")
+        Employee.objects.select_related("tenant", "department", "region", "user")
         .filter(user_id=user_id)
         .first()
     )
 
 
 def password_login(*, request: HttpRequest, username: str, password: str) -> Employee:
-    """Check a username and password. After LOGIN_MAX_FAILURES failures in LOGIN_LOCKOUT_SECONDS,
-    that account (and, at four times that, that address) is refused until the window passes."""
-    keys = _failure_keys(username, _client_ip(request))
-    if _locked(keys):
-        raise Throttled("登录失败次数过多，请稍后再试", code="login_throttled")
+    """Check a username and password. After LOGIN_MAX_FAILURES attempts without success in
+    LOGIN_LOCKOUT_SECONDS, that account (and, at four times that, that address) is refused until
+    the window passes (see ThrottledModelBackend)."""
     user = authenticate(request, username=username, password=password)
+    if getattr(request, "login_throttled", False):
+        raise Throttled("登录失败次数过多，请稍后再试", code="login_throttled")
     if user is None:
-        _count_failure(keys)
         raise Unauthenticated("用户名或密码错误", code="bad_credentials")
     employee = ensure_may_sign_in(employee_of(user.pk))
-    for key in keys[:1]:
-        cache.delete(key)
     with transaction.atomic():
         audit_record(
             actor=actor_for(employee),
@@ -105,6 +141,9 @@ class IssuedToken:
 
 
 def token_issue(*, actor: Actor, name: str, expires_at: datetime | None = None) -> IssuedToken:
+    if actor.via_token:
+        # A leaked short-lived token must not be able to mint itself a long-lived successor.
+        raise Forbidden("API 令牌不能用来创建新令牌，请登录控制台创建", code="token_cannot_mint")
     if not name.strip():
         raise DomainError("请填写令牌名称", code="required", field="name")
     if expires_at is not None and expires_at <= timezone.now():
@@ -194,7 +233,9 @@ class ActorAuth(AuthBase):
             if scheme.lower() != "bearer" or not secret.strip():
                 raise Unauthenticated("Authorization 头应为 Bearer <令牌>", code="bad_token")
             employee = token_authenticate(secret.strip())
+            via_token = True
         else:
+            via_token = False
             user = getattr(request, "user", None)
             if user is None or not user.is_authenticated:
                 return None
@@ -202,6 +243,7 @@ class ActorAuth(AuthBase):
                 raise Forbidden("CSRF 校验失败：请刷新页面后重试", code="csrf_failed")
             employee = ensure_may_sign_in(employee_of(user.pk))
         actor = actor_for(employee)
+        actor.via_token = via_token
         request.actor = actor  # type: ignore[attr-defined]
         idempotency.claim(request, actor)
         return actor

@@ -7,8 +7,10 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.middleware.csrf import get_token
 from ninja import Field, Router, Schema, Status
+from ninja.utils import check_csrf
 
 from jingwei.core.api import AuthedRequest, In, Moment, Password
+from jingwei.core.errors import Forbidden
 
 from . import auth
 from .models import ApiToken, Employee
@@ -65,10 +67,13 @@ def csrf(request: HttpRequest) -> CsrfOut:
 
 @router.post("/login", response=MeOut, auth=None, summary="用户名密码登录（会话）")
 def sign_in(request: HttpRequest, payload: LoginIn) -> MeOut:
+    # Login CSRF: without it another site could sign a victim into the attacker's account.
+    if check_csrf(request):
+        raise Forbidden("CSRF 校验失败：请先获取 /api/auth/csrf", code="csrf_failed")
     employee = auth.password_login(
         request=request, username=payload.username, password=payload.password
     )
-    login(request, employee.user, backend="django.contrib.auth.backends.ModelBackend")
+    login(request, employee.user, backend="jingwei.org.auth.ThrottledModelBackend")
     return _me(employee)
 
 

@@ -11,6 +11,8 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import QuerySet
 
+from jingwei.core.errors import DomainError
+
 from .models import (
     DataScope,
     Department,
@@ -391,10 +393,11 @@ def load_demo() -> Tenant:
         user = user_model.objects.filter(username=username).first()
         if user is None:
             user = user_model.objects.create_user(username=username, password=DEMO_PASSWORD)
-            if username == "admin":
-                # Until the web console lands, the Django admin is the operator's screen.
-                user.is_staff = user.is_superuser = True
-                user.save(update_fields=["is_staff", "is_superuser"])
+        elif Employee.objects.filter(user=user).exclude(tenant=tenant).exists():
+            # Never take over a real account that happens to share a demo login name.
+            raise DomainError(
+                f"登录名 {username} 已被其他企业使用，演示数据未加载", code="demo_username_taken"
+            )
         employee, created = Employee.objects.get_or_create(
             tenant=tenant,
             employee_no=no,

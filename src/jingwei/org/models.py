@@ -231,6 +231,10 @@ class RoleAssignment(TenantModel):
 
     objects = RoleAssignmentQuerySet.as_manager()  # type: ignore[misc]
 
+    scope_fields = ScopeFields(
+        owner="employee", department="employee__department", region="employee__region"
+    )
+
     class Meta:
         verbose_name = "角色授权"
         verbose_name_plural = "角色授权"
@@ -256,7 +260,9 @@ class ApiToken(TenantModel):
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
-    scope_fields = ScopeFields(owner="employee")
+    scope_fields = ScopeFields(
+        owner="employee", department="employee__department", region="employee__region"
+    )
 
     class Meta:
         verbose_name = "API 令牌"

@@ -17,6 +17,7 @@ fields is tenant-wide reference data: any grant of the permission shows all of i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -49,6 +50,7 @@ class Grant:
     scope: str
     department_path: str | None = None
     region_path: str | None = None
+    expires_at: datetime | None = None
 
 
 @dataclass
@@ -60,6 +62,7 @@ class Actor:
     user_id: int
     name: str
     grants: list[Grant] = field(default_factory=list)
+    via_token: bool = False  # authenticated by a personal API token rather than a session
 
     @cached_property
     def codes(self) -> frozenset[str]:
@@ -84,15 +87,21 @@ class Actor:
             raise Forbidden("此操作需要全公司范围的权限", code="scope_too_narrow")
 
     def reaches(
-        self, code: str, *, scope: str, department_path: str | None, region_path: str | None
+        self,
+        code: str,
+        *,
+        scope: str,
+        department_path: str | None,
+        region_path: str | None,
+        until: datetime | None,
     ) -> bool:
-        """Whether the actor's own grants of `code` cover a grant of `scope` anchored at these paths:
-        nobody hands out more than they hold."""
-        if scope == "self":
-            return self.has_perm(code)
+        """Whether the actor's own grants of `code` cover a grant of `scope` anchored at these paths
+        and lasting `until` (None: for good). Nobody hands out more, or longer, than they hold."""
         wanted = region_path if scope == "region" else department_path
         for g in self.grants_of(code):
-            if g.scope == "tenant":
+            if g.expires_at is not None and (until is None or until > g.expires_at):
+                continue
+            if g.scope == "tenant" or scope == "self":
                 return True
             held = g.region_path if g.scope == "region" else g.department_path
             if g.scope == scope and held and wanted and wanted.startswith(held):
@@ -126,7 +135,7 @@ def actor_for(employee: Employee, *, at: Any = None) -> Actor:
         department_path = a.department.path if a.department is not None else own_department
         region_path = a.region.path if a.region is not None else own_region
         for code in codes_by_role.get(a.role_id, []):
-            grants.append(Grant(code, a.scope, department_path, region_path))
+            grants.append(Grant(code, a.scope, department_path, region_path, a.expires_at))
     return Actor(
         tenant_id=employee.tenant_id,
         employee_id=employee.pk,

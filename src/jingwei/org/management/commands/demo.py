@@ -1,7 +1,8 @@
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
+from jingwei.core.errors import DomainError
 from jingwei.org.demo import DEMO_PASSWORD, demo_logins, load_demo
 
 
@@ -12,7 +13,10 @@ class Command(BaseCommand):
         parser.add_argument("--quiet", action="store_true", help="do not print the logins")
 
     def handle(self, *args: Any, quiet: bool, **options: Any) -> None:
-        tenant = load_demo()
+        try:
+            tenant = load_demo()
+        except DomainError as exc:
+            raise CommandError(exc.message) from exc
         if quiet:
             return
         self.stdout.write(f"演示企业：{tenant.name}   所有演示账号的密码：{DEMO_PASSWORD}")
