@@ -13,6 +13,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from jingwei.audit.models import AuditEvent
+from jingwei.core import timers
 from jingwei.core.models import Timer, TimerStatus
 from jingwei.core.timers import fire_due, fire_next, timer_cancel, timer_schedule
 from jingwei.org.models import Employee, RoleAssignment, Tenant
@@ -117,6 +118,67 @@ def test_scheduling_a_fired_key_again_makes_a_new_pending_timer(tenant: Tenant) 
     assert list(Timer.objects.values_list("status", flat=True)) == [TimerStatus.PENDING]
     assert fire_next(now=now + timedelta(hours=1)) is not None
     assert _firings() == Counter({"1": 1, "2": 1})
+
+
+def test_scheduling_a_cancelled_key_again_makes_it_pending_afresh(tenant: Tenant) -> None:
+    # Given a keyed timer that failed once and was then cancelled
+    now = timezone.now()
+    timer_schedule(tenant_id=tenant.pk, kind=PROBE, key="k", due_at=now, payload={"n": 1})
+    Timer.objects.update(attempts=1, last_error="RuntimeError: earlier")
+    timer_cancel(tenant_id=tenant.pk, kind=PROBE, key="k")
+    # When the key is scheduled again
+    later = now + timedelta(hours=1)
+    timer_schedule(tenant_id=tenant.pk, kind=PROBE, key="k", due_at=later, payload={"n": 2})
+    # Then one timer stands for the key: pending, with a clean slate, and it fires in its turn
+    timer = Timer.objects.get()
+    assert (timer.status, timer.due_at, timer.attempts, timer.last_error, timer.fired_at) == (
+        TimerStatus.PENDING,
+        later,
+        0,
+        "",
+        None,
+    )
+    assert fire_next(now=later) is not None
+    assert _firings() == Counter({"2": 1})
+
+
+def test_a_key_scheduled_and_fired_by_others_meanwhile_is_scheduled_again(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given that, just before our insert, another process schedules the same key and a loop fires it
+    now = timezone.now()
+
+    class RacingTransaction:
+        @staticmethod
+        def atomic() -> Any:
+            Timer.objects.create(
+                tenant=tenant,
+                kind=PROBE,
+                key="k",
+                due_at=now,
+                payload={"n": 1},
+                status=TimerStatus.FIRED,
+                fired_at=now,
+                attempts=1,
+            )
+            monkeypatch.undo()
+            return transaction.atomic()
+
+    monkeypatch.setattr(timers, "transaction", RacingTransaction)
+    # When we schedule the key (our insert collides with theirs)
+    later = now + timedelta(hours=1)
+    timer_schedule(tenant_id=tenant.pk, kind=PROBE, key="k", due_at=later, payload={"n": 2})
+    # Then our schedule stands: the timer is pending again at our moment, and it fires then
+    timer = Timer.objects.get()
+    assert (timer.status, timer.due_at, timer.payload, timer.attempts, timer.fired_at) == (
+        TimerStatus.PENDING,
+        later,
+        {"n": 2},
+        0,
+        None,
+    )
+    assert fire_next(now=later) is not None
+    assert _firings() == Counter({"2": 1})
 
 
 def test_cancelled_timer_never_fires(tenant: Tenant) -> None:

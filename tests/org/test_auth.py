@@ -263,3 +263,28 @@ def test_the_admin_login_page_is_throttled_too(east_manager, settings):
     r = login(Client(), east_manager.user.username, FAST_PASSWORD)
 
     assert r.status_code == 429
+
+
+def test_a_retried_token_creation_never_replays_the_secret(east_manager, client_as):
+    client = client_as(east_manager)
+
+    def create():
+        return client.post(
+            "/api/auth/tokens",
+            {"name": "重试"},
+            content_type="application/json",
+            HTTP_IDEMPOTENCY_KEY="tok-1",
+        )
+
+    first, retry = create(), create()
+
+    assert first.status_code == 201
+    assert retry.status_code == 409
+    assert retry.json()["code"] == "idempotent_replay_unavailable"
+    assert first.json()["token"] not in retry.content.decode()
+    from jingwei.core.models import IdempotencyKey
+
+    assert all(
+        first.json()["token"].encode() not in bytes(row.response_body or b"")
+        for row in IdempotencyKey.objects.all()
+    )

@@ -4,23 +4,27 @@ A client sends `Idempotency-Key: <unique string>` with a POST/PUT/PATCH/DELETE. 
 claims the key (a committed row) before the operation runs; the middleware stores the response
 when it finishes. A retry with the same key and body gets the stored response (header
 `Idempotent-Replayed: true`) and nothing runs twice; the same key with a different body is a 422; a
-retry while the first is still running is a 409. A 5xx frees the key so a retry can run.
+retry while the first is still running is a 409. A 5xx frees the key so a retry can run. A view
+whose answer holds a secret shown only once calls `mark_unrepeatable(request)`: the key then keeps a
+409 `idempotent_replay_unavailable` instead of the answer, so a retry never sees the secret.
 
 Where at-least-once remains: if the process dies after the operation committed but before its
 response was stored, the claim is left pending; after IDEMPOTENCY_STALE_SECONDS a retry may take it
-over and run the operation again. Keys are kept IDEMPOTENCY_TTL_SECONDS (default 24 h).
+over and run the operation again. Keys are kept IDEMPOTENCY_TTL_SECONDS (default 24 h): every claim
+deletes up to SWEEP_BATCH expired keys, of any tenant, oldest first.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.http import HttpRequest, HttpResponse
+from django.db import IntegrityError, connection, transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 
 from .errors import Conflict, DomainError
@@ -31,6 +35,8 @@ if TYPE_CHECKING:
 
 HEADER = "Idempotency-Key"
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+SWEEP_BATCH = 500
+_UNREPEATABLE = "_idempotency_unrepeatable"
 
 
 class Replay(Exception):
@@ -47,9 +53,36 @@ class Replay(Exception):
         return response
 
 
+def mark_unrepeatable(request: HttpRequest) -> None:
+    """Call from a view whose answer must not be kept (e.g. a secret shown once): a retry with the
+    same key is then refused (409 idempotent_replay_unavailable) instead of replaying it."""
+    setattr(request, _UNREPEATABLE, True)
+
+
 def _hash(request: HttpRequest) -> str:
-    head = f"{request.method} {request.path}\n".encode()
+    head = f"{request.method} {request.get_full_path()}\n".encode()
     return hashlib.sha256(head + request.body).hexdigest()
+
+
+def _sweep_expired(now: datetime) -> None:
+    """Delete up to SWEEP_BATCH expired keys of any tenant, so the table stays bounded."""
+    cutoff = now - timedelta(seconds=settings.IDEMPOTENCY_TTL_SECONDS)
+    with transaction.atomic():
+        expired = IdempotencyKey.objects.filter(created_at__lt=cutoff).order_by("pk")
+        if connection.features.has_select_for_update_skip_locked:
+            # Concurrent claims take disjoint rows instead of queueing or deadlocking on the same.
+            expired = expired.select_for_update(skip_locked=True)
+        pks = list(expired.values_list("pk", flat=True)[:SWEEP_BATCH])
+        if pks:
+            IdempotencyKey.objects.filter(pk__in=pks).delete()
+
+
+def _in_progress() -> Conflict:
+    return Conflict(
+        "相同 Idempotency-Key 的请求正在处理，请稍后重试",
+        code="idempotency_in_progress",
+        field=HEADER,
+    )
 
 
 def claim(request: HttpRequest, actor: Actor) -> None:
@@ -61,8 +94,8 @@ def claim(request: HttpRequest, actor: Actor) -> None:
         raise DomainError("Idempotency-Key 不能超过 200 个字符", code="invalid", field=HEADER)
     now = timezone.now()
     digest = _hash(request)
+    _sweep_expired(now)
     owned = IdempotencyKey.objects.filter(tenant_id=actor.tenant_id, employee_id=actor.employee_id)
-    owned.filter(created_at__lt=now - timedelta(seconds=settings.IDEMPOTENCY_TTL_SECONDS)).delete()
     try:
         with transaction.atomic():
             row = IdempotencyKey.objects.create(
@@ -75,30 +108,38 @@ def claim(request: HttpRequest, actor: Actor) -> None:
                 created_at=now,
             )
     except IntegrityError:
-        row = owned.get(key=key)
-        if row.request_hash != digest:
-            raise DomainError(
-                "同一个 Idempotency-Key 已用于另一个请求",
-                code="idempotency_key_reused",
-                field=HEADER,
-            ) from None
-        if row.completed_at is not None:
-            raise Replay(row) from None
-        stale = now - timedelta(seconds=settings.IDEMPOTENCY_STALE_SECONDS)
-        # Take over an abandoned claim only if nobody else did meanwhile (guarded UPDATE).
-        if row.created_at >= stale or not owned.filter(
-            pk=row.pk, completed_at__isnull=True, created_at=row.created_at
-        ).update(created_at=now):
-            raise Conflict(
-                "相同 Idempotency-Key 的请求正在处理，请稍后重试",
-                code="idempotency_in_progress",
-                field=HEADER,
-            ) from None
+        row = _existing_claim(owned.filter(key=key), digest, now)
     request._idempotency_row_id = row.pk  # type: ignore[attr-defined]
 
 
+def _existing_claim(
+    same_key: QuerySet[IdempotencyKey], digest: str, now: datetime
+) -> IdempotencyKey:
+    """The key is taken: replay its answer, refuse, or take over an abandoned claim (returned)."""
+    row = same_key.first()
+    if row is None:
+        # The holder failed with a 5xx and freed the key between our insert and this lookup.
+        raise _in_progress() from None
+    if row.request_hash != digest:
+        raise DomainError(
+            "同一个 Idempotency-Key 已用于另一个请求",
+            code="idempotency_key_reused",
+            field=HEADER,
+        ) from None
+    if row.completed_at is not None:
+        raise Replay(row) from None
+    stale = now - timedelta(seconds=settings.IDEMPOTENCY_STALE_SECONDS)
+    # Take over an abandoned claim only if nobody else did meanwhile (guarded UPDATE).
+    if row.created_at >= stale or not same_key.filter(
+        pk=row.pk, completed_at__isnull=True, created_at=row.created_at
+    ).update(created_at=now):
+        raise _in_progress() from None
+    return row
+
+
 class IdempotencyMiddleware:
-    """Stores the response of a claimed request; frees the claim on a server error."""
+    """Stores the response of a claimed request (for one marked unrepeatable, a refusal instead);
+    frees the claim on a server error."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response
@@ -111,10 +152,22 @@ class IdempotencyMiddleware:
         if response.status_code >= 500 or response.streaming:
             IdempotencyKey.objects.filter(pk=row_id).delete()
         else:
+            kept = _unavailable() if getattr(request, _UNREPEATABLE, False) else response
             IdempotencyKey.objects.filter(pk=row_id).update(
-                status_code=response.status_code,
-                response_body=response.content,
-                content_type=response.get("Content-Type", ""),
+                status_code=kept.status_code,
+                response_body=kept.content,
+                content_type=kept.get("Content-Type", ""),
                 completed_at=timezone.now(),
             )
         return response
+
+
+def _unavailable() -> HttpResponse:
+    return JsonResponse(
+        {
+            "code": "idempotent_replay_unavailable",
+            "message": "这个结果只显示一次，无法重放；请用新的 Idempotency-Key 重新请求",
+            "field": HEADER,
+        },
+        status=409,
+    )

@@ -99,6 +99,8 @@ class IdempotencyKey(TenantModel):
     completed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        # created_at: the sweep of expired keys (any tenant) reads oldest first.
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created_at")]
         constraints = [
             models.UniqueConstraint(
                 fields=["tenant", "employee", "key"], name="idempotency_key_per_employee"

@@ -17,7 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from .models import Timer, TimerStatus
@@ -50,31 +50,36 @@ def timer_schedule(
     payload: dict[str, Any] | None = None,
     key: str = "",
 ) -> Timer:
-    """Schedule `kind` at `due_at`. With a `key`, scheduling again replaces the pending timer."""
+    """Schedule `kind` at `due_at`. With a `key`, the latest schedule stands: the key's one timer
+    is made pending again at `due_at`, whether it was pending, fired, failed or cancelled."""
     if kind not in _handlers:
         raise ValueError(f"no timer handler registered for {kind!r}")
     if timezone.is_naive(due_at):
         raise ValueError("due_at must be timezone-aware")
     payload = payload or {}
-    if key:
-        updated = Timer.objects.filter(
-            tenant_id=tenant_id, kind=kind, key=key, status=TimerStatus.PENDING
-        ).update(due_at=due_at, payload=payload)
-        if updated:
-            return Timer.objects.get(tenant_id=tenant_id, kind=kind, key=key)
-        # An old fired/cancelled row with this key makes way for the new one.
-        Timer.objects.filter(tenant_id=tenant_id, kind=kind, key=key).delete()
+    keyed = Timer.objects.filter(tenant_id=tenant_id, kind=kind, key=key)
+    if key and _reschedule(keyed, due_at, payload):
+        return keyed.get()
     try:
         with transaction.atomic():
             return Timer.objects.create(
                 tenant_id=tenant_id, kind=kind, key=key, due_at=due_at, payload=payload
             )
     except IntegrityError:
-        # Someone scheduled the same key meanwhile; theirs stands, with our moment.
-        Timer.objects.filter(tenant_id=tenant_id, kind=kind, key=key).update(
-            due_at=due_at, payload=payload
-        )
-        return Timer.objects.get(tenant_id=tenant_id, kind=kind, key=key)
+        # Someone scheduled the same key meanwhile (and a loop may have fired it already).
+        _reschedule(keyed, due_at, payload)
+        return keyed.get()
+
+
+def _reschedule(keyed: QuerySet[Timer], due_at: datetime, payload: dict[str, Any]) -> int:
+    return keyed.update(
+        due_at=due_at,
+        payload=payload,
+        status=TimerStatus.PENDING,
+        fired_at=None,
+        attempts=0,
+        last_error="",
+    )
 
 
 def timer_cancel(*, tenant_id: int, kind: str, key: str) -> int:

@@ -9,6 +9,7 @@ from django.middleware.csrf import get_token
 from ninja import Field, Router, Schema, Status
 from ninja.utils import check_csrf
 
+from jingwei.core import idempotency
 from jingwei.core.api import AuthedRequest, In, Moment, Password
 from jingwei.core.errors import Forbidden
 
@@ -120,6 +121,7 @@ def list_tokens(request: AuthedRequest) -> QuerySet[ApiToken]:
 @router.post("/tokens", response={201: TokenCreatedOut}, summary="创建 API 令牌（只显示一次）")
 def create_token(request: AuthedRequest, payload: TokenIn) -> Status[dict[str, object]]:
     issued = auth.token_issue(actor=request.actor, name=payload.name, expires_at=payload.expires_at)
+    idempotency.mark_unrepeatable(request)  # the secret is shown once, never stored for a replay
     return Status(201, {**TokenOut.from_orm(issued.token).model_dump(), "token": issued.secret})
 
 
