@@ -250,7 +250,9 @@ def list_employees(request: AuthedRequest, filters: Query[EmployeeFilters]) -> Q
     )
 
 
-@router.post("/employees/export", summary="导出员工（CSV，受导出防护；POST 以便会话请求经过 CSRF 校验）")
+@router.post(
+    "/employees/export", summary="导出员工（CSV，受导出防护；POST 以便会话请求经过 CSRF 校验）"
+)
 def export_employees(request: AuthedRequest, filters: Query[EmployeeFilters]) -> HttpResponse:
     body = services.employees_export_csv(
         actor=request.actor, where=_employee_filter(request, filters)
