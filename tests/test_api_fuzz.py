@@ -1,52 +1,59 @@
-"""Property test of the whole API with schemathesis: every operation in the OpenAPI document gets
-generated requests (valid and invalid), sent in-process as the tenant admin, and
+"""Property test of the whole API with schemathesis: for every operation in the OpenAPI document
+the app serves, generated requests (valid and invalid, Hypothesis-driven) are sent in-process as
+the tenant admin, and
 
 1. no answer is a 5xx;
 2. every 4xx is JSON `{"code", "message", "field"}`;
-3. every answer with a documented status conforms to the documented schema and content type, and
-   invalid input is refused (schemathesis's own checks).
+3. answers conform to the document where schemathesis can tell (schema and content type of the
+   documented statuses, headers, invalid input refused, auth enforced).
 
-Requests go through Django's real WSGI handler (all middleware, no network) inside the test's
-transaction; each example runs in a savepoint that is rolled back, so a DELETE, a self-`leave`, a
-token revoke or a logout in one example cannot take the fixture data (or the caller's token) away
-from the next one. The caller authenticates with an API token, never a session.
+Requests go through Django's real WSGI handler (every middleware, no network) inside the test's
+transaction. Each example runs in a savepoint that is rolled back, so a DELETE, a self-`leave`, a
+token revoke or a logout in one example cannot take the fixture data (or the caller's credentials)
+from the next. Two passes: every operation as an integration calls it (an API token), and every
+write again as the console calls it (session cookie and CSRF token; minting a token is only
+possible that way, and the CSRF check reads the body).
+
+Valid generated ids are mostly pointed at real rows of both tenants (`_steer`): random integers
+almost never name a row, and updates, moves and deletes only do something on one.
 
 Bounded for CI: JINGWEI_FUZZ_EXAMPLES (default 25) fuzzed examples per operation plus the
-schema-derived boundary cases, with a fixed seed; set JINGWEI_FUZZ_SEED to explore other inputs.
+examples and boundary cases the document implies, from a fixed seed; JINGWEI_FUZZ_SEED picks
+another for exploring.
+
+The regression tests at the end pin the defects the fuzzing found (far UTC offsets, multipart
+bodies on console writes, booleans as integers, numbers as dates), all fixed.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import schemathesis
+from django.conf import settings as django_settings
 from django.core.cache import cache
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import got_request_exception, request_finished, request_started
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connection, transaction
+from django.test import Client
+from django.utils import timezone
+from django.utils.crypto import get_random_string
 from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 
-from jingwei.api import api
 from jingwei.audit.models import AuditEvent
 from jingwei.notify.models import Notification
 from jingwei.notify.services import notification_send
 from jingwei.org.auth import token_issue
-from jingwei.org.models import (
-    ApiToken,
-    Department,
-    Employee,
-    Region,
-    Role,
-    RoleAssignment,
-)
+from jingwei.org.models import ApiToken, Department, Employee, Region, Role, RoleAssignment
 from jingwei.org.scope import actor_for
 
 from .conftest import Org
@@ -54,21 +61,30 @@ from .factories import EmployeeFactory, grant, make_role
 
 MAX_EXAMPLES = int(os.environ.get("JINGWEI_FUZZ_EXAMPLES", "25"))
 SEED = int(os.environ.get("JINGWEI_FUZZ_SEED", "20240611"))
+ON_POSTGRES = connection.vendor == "postgresql"
 
-CONFIG = schemathesis.Config.from_dict(
-    {
-        "seed": SEED,
-        "generation": {"max-examples": MAX_EXAMPLES, "database": "none"},
-        "phases": {"stateful": {"enabled": False}},
-        "checks": {
-            # Only the success statuses are documented, so any 4xx would "not conform".
-            "status_code_conformance": {"enabled": False},
-            # A valid body naming a missing id is rightly a 404, not a 2xx.
-            "positive_data_acceptance": {"enabled": False},
-        },
-    }
-)
-SCHEMA = schemathesis.openapi.from_dict(api.get_openapi_schema(), config=CONFIG)
+
+def _config(max_examples: int, **checks: bool) -> schemathesis.Config:
+    return schemathesis.Config.from_dict(
+        {
+            "seed": SEED,
+            # Credentials are added to every request (below), so the Authorization header is
+            # neither generated nor "negated" by leaving it out.
+            "generation": {
+                "max-examples": max_examples,
+                "database": "none",
+                "with-security-parameters": False,
+            },
+            "phases": {"stateful": {"enabled": False}},
+            "checks": {
+                # Only the success statuses are documented, so every 4xx would "not conform".
+                "status_code_conformance": {"enabled": False},
+                # A valid body naming a missing id is rightly a 404, not a 2xx.
+                "positive_data_acceptance": {"enabled": False},
+                **{name: {"enabled": on} for name, on in checks.items()},
+            },
+        }
+    )
 
 
 # --- the application, in-process ---------------------------------------------------------------
@@ -76,7 +92,8 @@ SCHEMA = schemathesis.openapi.from_dict(api.get_openapi_schema(), config=CONFIG)
 
 class InProcessApp:
     """Django's WSGI handler without the per-request connection housekeeping (which would close
-    the test's connection mid-transaction), recording the traceback of any uncaught exception."""
+    the test's connection mid-transaction, as Django's test client also avoids), recording the
+    traceback of every uncaught exception."""
 
     def __init__(self) -> None:
         self.handler = WSGIHandler()
@@ -102,35 +119,58 @@ class InProcessApp:
         return [body]
 
 
-@pytest.fixture(scope="module")
-def wsgi_app() -> InProcessApp:
-    return InProcessApp()
+APP = InProcessApp()
+# The document the app serves, fetched through the app itself. Called with an API token.
+SCHEMA = schemathesis.openapi.from_wsgi("/api/openapi.json", APP, config=_config(MAX_EXAMPLES))
+# The writes again, called as the console does: session cookie and CSRF token; fewer fuzzed
+# examples, as what differs is the authentication. (A session is not the documented bearer
+# scheme, so schemathesis would take every 2xx for "accepted without authentication".)
+CONSOLE_SCHEMA = schemathesis.openapi.from_wsgi(
+    "/api/openapi.json", APP, config=_config(max(MAX_EXAMPLES // 2, 1), ignored_auth=False)
+).include(method=["POST", "PUT", "PATCH", "DELETE"])
 
 
-# --- the data the generated ids may hit ---------------------------------------------------------
+# --- the rows generated ids may name -----------------------------------------------------------
 
 
 @dataclass
 class World:
-    headers: dict[str, str]
+    headers: dict[str, str]  # the admin's API token
+    session_headers: dict[str, str]  # the CSRF token that goes with…
+    session_cookies: dict[str, str]  # …the admin's session and CSRF cookies
     pools: dict[str, list[int]] = field(default_factory=dict)
+
+    def credentials(self, console: bool) -> dict[str, Any]:
+        if console:
+            return {"headers": self.session_headers, "cookies": self.session_cookies}
+        return {"headers": self.headers}
 
 
 def _populate(org: Org, admin: Employee) -> None:
-    """A little of everything in a tenant, so that ids drawn from the pools name real rows."""
-    actor = actor_for(admin)
+    """A little of everything in a tenant: a role and grants, an active, a frozen and a departed
+    employee, a notification, an older token and the audit events all this writes."""
     role = make_role(org.tenant, f"角色{admin.pk}", ["org.view"])
     staff = EmployeeFactory(tenant=org.tenant, department=org.east_dept, region=org.shanghai)
     RoleAssignment.objects.create(tenant=org.tenant, employee=staff, role=role, scope="self")
-    EmployeeFactory(
-        tenant=org.tenant, department=org.south_dept, frozen_at="2024-01-01T00:00:00Z"
-    )
-    EmployeeFactory(tenant=org.tenant, status="left")
     grant(staff, ["customer.view"], "region", region=org.east)
-    notification_send(
-        tenant_id=org.tenant.pk, recipient_id=admin.pk, kind="fuzz", title="通知"
+    EmployeeFactory(
+        tenant=org.tenant, department=org.south_dept, frozen_at=timezone.now(), frozen_reason="锁定"
     )
-    token_issue(actor=actor, name="旧令牌")
+    EmployeeFactory(tenant=org.tenant, status="left", left_at=timezone.now())
+    notification_send(tenant_id=org.tenant.pk, recipient_ids=[admin.pk], kind="fuzz", title="通知")
+    token_issue(actor=actor_for(admin), name="旧令牌")
+
+
+POOLS: dict[str, type[Any]] = {
+    "department": Department,
+    "region": Region,
+    "employee": Employee,
+    "role": Role,
+    "assignment": RoleAssignment,
+    "token": ApiToken,
+    "event": AuditEvent,
+    "notification": Notification,
+}
 
 
 @pytest.fixture
@@ -138,20 +178,23 @@ def world(org: Org, other_org: Org, admin: Employee, other_admin: Employee) -> W
     _populate(org, admin)
     _populate(other_org, other_admin)
     secret = token_issue(actor=actor_for(admin), name="fuzz").secret
-    ids = {
-        "department": Department,
-        "region": Region,
-        "employee": Employee,
-        "role": Role,
-        "assignment": RoleAssignment,
-        "token": ApiToken,
-        "event": AuditEvent,
-        "notification": Notification,
-    }
+    console = Client()
+    console.force_login(admin.user)
+    csrf = get_random_string(32)
     pools = {
-        name: sorted(model.objects.values_list("pk", flat=True)) for name, model in ids.items()
+        name: sorted(model.objects.values_list("pk", flat=True)) for name, model in POOLS.items()
     }
-    return World(headers={"Authorization": f"Bearer {secret}"}, pools=pools)
+    return World(
+        headers={"Authorization": f"Bearer {secret}"},
+        session_headers={"X-CSRFToken": csrf},
+        session_cookies={
+            django_settings.SESSION_COOKIE_NAME: console.cookies[
+                django_settings.SESSION_COOKIE_NAME
+            ].value,
+            django_settings.CSRF_COOKIE_NAME: csrf,
+        },
+        pools=pools,
+    )
 
 
 def _pool_for(name: str, path: str) -> str | None:
@@ -166,8 +209,7 @@ def _pool_for(name: str, path: str) -> str | None:
 
 
 def _steer(case: schemathesis.Case, world: World) -> None:
-    """Point most generated ids of a valid case at real rows (of either tenant): random integers
-    almost never name a row, and the interesting paths (update, move, delete) need one. The choice
+    """Point three in four generated ids of a valid case at real rows (of either tenant). The row
     is a function of the generated value, so Hypothesis still shrinks it."""
     path = case.operation.path
 
@@ -175,8 +217,7 @@ def _steer(case: schemathesis.Case, world: World) -> None:
         if not isinstance(container, dict):
             return
         for name, value in list(container.items()):
-            kind = _pool_for(name, path)
-            pool = world.pools.get(kind or "")
+            pool = world.pools.get(_pool_for(name, path) or "")
             if pool and isinstance(value, int) and not isinstance(value, bool) and value % 4:
                 container[name] = pool[value % len(pool)]
 
@@ -185,29 +226,121 @@ def _steer(case: schemathesis.Case, world: World) -> None:
     steer(case.body)
 
 
+# --- reading the document ----------------------------------------------------------------------
+
+
+def _resolve(schema: Any) -> dict[str, Any]:
+    while isinstance(schema, dict) and "$ref" in schema:
+        schema = SCHEMA.raw_schema["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema if isinstance(schema, dict) else {}
+
+
+def _keywords(schema: Any, key: str) -> set[str]:
+    """Every `type` (or `format`) a schema allows, through anyOf/oneOf/allOf."""
+    schema = _resolve(schema)
+    found: set[str] = set()
+    value = schema.get(key)
+    if isinstance(value, str):
+        found.add(value)
+    elif isinstance(value, list):
+        found.update(value)
+    for branch in (*schema.get("anyOf", ()), *schema.get("oneOf", ()), *schema.get("allOf", ())):
+        found |= _keywords(branch, key)
+    return found
+
+
+def _inputs(case: schemathesis.Case) -> list[tuple[Any, dict[str, Any]]]:
+    """(value sent, its schema) for every query parameter and top-level body field of the case."""
+    op = SCHEMA.raw_schema["paths"][case.operation.path].get(case.method.lower(), {})
+    pairs: list[tuple[Any, dict[str, Any]]] = []
+    query = case.query if isinstance(case.query, dict) else {}
+    for param in op.get("parameters", []):
+        if param["in"] == "query" and param["name"] in query:
+            pairs.append((query[param["name"]], param.get("schema", {})))
+    media = op.get("requestBody", {}).get("content", {}).get("application/json", {})
+    properties = _resolve(media.get("schema")).get("properties", {})
+    if isinstance(case.body, dict):
+        pairs += [(v, properties[k]) for k, v in case.body.items() if k in properties]
+    return pairs
+
+
+def _datetimes(case: schemathesis.Case) -> list[Any]:
+    return [v for v, schema in _inputs(case) if "date-time" in _keywords(schema, "format")]
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return True
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _utc_offset(value: Any) -> timedelta | None:
+    try:
+        return datetime.fromisoformat(str(value)).utcoffset()
+    except ValueError:
+        return None
+
+
 # --- the property ------------------------------------------------------------------------------
 
 
 def _assert_error_shape(response: schemathesis.Response, label: str) -> None:
-    assert response.headers.get("content-type", [""])[0].startswith("application/json"), (
-        f"{label}: {response.status_code} is not JSON: {response.text[:300]!r}"
+    content_type = response.headers.get("content-type", [""])[0]
+    assert content_type.startswith("application/json"), (
+        f"{label}: {response.status_code} is not JSON ({content_type}): {response.text[:300]!r}"
     )
     body = json.loads(response.content)
     assert isinstance(body, dict), f"{label}: error body is not an object: {body!r}"
     missing = {"code", "message", "field"} - set(body)
     assert not missing, f"{label}: error body lacks {sorted(missing)}: {body!r}"
-    assert isinstance(body["code"], str) and body["code"], body
-    assert isinstance(body["message"], str) and body["message"], body
-    assert body["field"] is None or isinstance(body["field"], str), body
+    assert isinstance(body["code"], str) and body["code"], f"{label}: {body!r}"
+    assert isinstance(body["message"], str) and body["message"], f"{label}: {body!r}"
+    assert body["field"] is None or isinstance(body["field"], str), f"{label}: {body!r}"
 
 
 class _Rollback(Exception):
     pass
 
 
-@pytest.mark.django_db
-@SCHEMA.parametrize()
-@settings(
+def _check(case: schemathesis.Case, world: World, console: bool) -> None:
+    label = f"{case.method} {case.formatted_path}" + (" (console)" if console else "")
+    credentials = world.credentials(console)
+    response = case.call(**credentials)
+    assert response.status_code < 500, (
+        f"{label} → {response.status_code}\n{case.as_curl_command(headers=credentials['headers'])}\n"
+        + "".join(APP.tracebacks)
+    )
+    if 400 <= response.status_code < 500:
+        curl = case.as_curl_command(headers=credentials["headers"])
+        _assert_error_shape(response, f"{label}\n{curl}\n")
+    # Schemathesis's checks; some send more requests (still inside the savepoint).
+    case.validate_response(response, headers=credentials["headers"])
+
+
+def _run(case: schemathesis.Case, world: World, console: bool) -> None:
+    if case.meta is not None and case.meta.generation.mode == GenerationMode.POSITIVE:
+        _steer(case, world)
+    APP.tracebacks.clear()
+    cache.clear()  # login throttling and idempotency keys live there
+    # A savepoint per example, always rolled back. Marked like the test case's own atomic block
+    # so that the services' durable blocks may open inside it.
+    savepoint = transaction.atomic()
+    savepoint._from_testcase = True  # type: ignore[attr-defined]
+    try:
+        with savepoint:
+            _check(case, world, console)
+            raise _Rollback
+    except _Rollback:
+        pass
+
+
+FUZZ_SETTINGS = settings(
     deadline=None,
     suppress_health_check=[
         HealthCheck.function_scoped_fixture,
@@ -215,27 +348,92 @@ class _Rollback(Exception):
         HealthCheck.filter_too_much,
     ],
 )
-def test_api_fuzz(case: schemathesis.Case, world: World, wsgi_app: InProcessApp) -> None:
-    if case.meta is not None and case.meta.generation.mode == GenerationMode.POSITIVE:
-        _steer(case, world)
-    label = f"{case.method} {case.formatted_path}"
-    wsgi_app.tracebacks.clear()
-    cache.clear()
-    # A savepoint per example, rolled back: nothing one example does is seen by the next. Marked
-    # like the test case's own atomic so that the services' durable blocks may nest inside it.
-    savepoint = transaction.atomic()
-    savepoint._from_testcase = True  # type: ignore[attr-defined]
-    try:
-        with savepoint:
-            response = case.call(app=wsgi_app, headers=world.headers)
-            raise _Rollback
-    except _Rollback:
-        pass
-    assert response.status_code < 500, (
-        f"{label} → {response.status_code}\n{case.as_curl_command(headers=world.headers)}\n"
-        + "".join(wsgi_app.tracebacks)
+
+
+@pytest.mark.django_db
+@SCHEMA.parametrize()
+@FUZZ_SETTINGS
+def test_api_fuzz(case: schemathesis.Case, world: World) -> None:
+    """Every operation, as an integration calls it: `Authorization: Bearer <token>`."""
+    _run(case, world, console=False)
+
+
+@pytest.mark.django_db
+@CONSOLE_SCHEMA.parametrize()
+@FUZZ_SETTINGS
+def test_api_fuzz_console(case: schemathesis.Case, world: World) -> None:
+    """Every write, as the console calls it: session cookie plus X-CSRFToken. (Minting a token
+    is only possible this way.)"""
+    _run(case, world, console=True)
+
+
+# --- the failures found, one reproduction each -------------------------------------------------
+
+FAR_OFFSET = "2030-01-01T00:00:00+16:00"  # valid ISO 8601 and for Python; PostgreSQL: ±15:59
+
+
+@pytest.fixture
+def api_client(world: World) -> Client:
+    return Client(headers=world.headers, raise_request_exception=False)
+
+
+@pytest.fixture
+def console_client(admin: Employee) -> Client:
+    """The admin's session with the CSRF cookie and header, and the check enforced (as in prod)."""
+    csrf = get_random_string(32)
+    client = Client(
+        enforce_csrf_checks=True, headers={"X-CSRFToken": csrf}, raise_request_exception=False
     )
-    if 400 <= response.status_code < 500:
-        _assert_error_shape(response, label)
-    case.validate_response(response, headers=world.headers, transport_kwargs={"app": wsgi_app})
-    sys.stdout.flush()
+    client.force_login(admin.user)
+    client.cookies[django_settings.CSRF_COOKIE_NAME] = csrf
+    return client
+
+
+def _assignment_body(org: Org) -> dict[str, Any]:
+    employee = EmployeeFactory(tenant=org.tenant, department=org.hq)
+    role = make_role(org.tenant, "临时角色", ["org.view"])
+    return {"employee_id": employee.pk, "role_id": role.pk, "scope": "self"}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("where", ["token expires_at", "audit since", "assignment expires_at"])
+def test_far_utc_offset_is_not_a_server_error(
+    api_client: Client, console_client: Client, org: Org, where: str
+) -> None:
+    if where == "token expires_at":
+        response = console_client.post(
+            "/api/auth/tokens", {"name": "远", "expires_at": FAR_OFFSET}, "application/json"
+        )
+    elif where == "audit since":
+        response = api_client.get(f"/api/audit/events?since={quote(FAR_OFFSET)}")
+    else:
+        body = {**_assignment_body(org), "expires_at": FAR_OFFSET}
+        response = api_client.post("/api/org/assignments", body, "application/json")
+    assert response.status_code < 500
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/api/org/departments", "/api/org/regions"])
+def test_integer_field_refuses_boolean(api_client: Client, path: str) -> None:
+    response = api_client.post(path, {"name": "布尔", "sort": False}, "application/json")
+    assert response.status_code == 422
+    assert response.json()["field"] == "sort"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("query", ["until=0.5", "since=1700000000"])
+def test_datetime_refuses_number(api_client: Client, query: str) -> None:
+    response = api_client.get(f"/api/audit/events?{query}")
+    assert response.status_code == 422
+    assert response.json()["field"] == query.split("=")[0]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/api/org/departments", "/api/auth/tokens"])
+def test_console_write_with_unparsable_multipart_answers_json(
+    console_client: Client, path: str
+) -> None:
+    response = console_client.post(path, b'{"name": "x"}', "multipart/form-data")
+    assert response.status_code == 400
+    assert response["Content-Type"].startswith("application/json")
+    assert {"code", "message", "field"} <= set(response.json())

@@ -4,16 +4,27 @@ shape `{"code", "message", "field"}`, pagination, and the exception handlers tha
 from __future__ import annotations
 
 import functools
+import re
 import zoneinfo
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from typing import Annotated, Any, get_args
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
 from ninja import Field, NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.pagination import LimitOffsetPagination
-from pydantic import AfterValidator, AwareDatetime, ConfigDict, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BeforeValidator,
+    ConfigDict,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from jingwei.org.scope import Actor
@@ -33,6 +44,10 @@ def refuse_nul(value: Any) -> Any:
     return value
 
 
+def _takes_int(annotation: Any) -> bool:
+    return annotation is int or int in get_args(annotation)
+
+
 class In(Schema):
     """Request bodies: an unknown field is an error naming the field, not silently dropped."""
 
@@ -42,6 +57,15 @@ class In(Schema):
     @classmethod
     def refuse_nul_characters(cls, value: Any) -> Any:
         return refuse_nul(value)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def refuse_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # JSON true is not the number 1 (pydantic's lax mode would take it as one).
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(value, bool) and field is not None and _takes_int(field.annotation):
+            raise PydanticCustomError("int_type", "a number is required, not true/false")
+        return value
 
 
 class Filters(Schema):
@@ -53,15 +77,26 @@ class Filters(Schema):
         return refuse_nul(value)
 
 
-def _moment_in_range(value: Any) -> Any:
+_ISO_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+
+
+def _moment_text(value: Any) -> Any:
+    # A number is not a date (pydantic's lax mode would read it as Unix seconds).
+    if isinstance(value, datetime) or (isinstance(value, str) and _ISO_DATE_TIME.match(value)):
+        return value
+    raise PydanticCustomError("datetime_type", "an ISO 8601 date-time is required")
+
+
+def _moment_in_range(value: datetime) -> datetime:
     # SQLite stores datetimes as text and fails on years its date functions cannot shift.
     if value.year < 1900 or value.year > 9000:
         raise PydanticCustomError("moment_range", "date out of range")
-    return value
+    # In UTC: PostgreSQL refuses offsets of ±16:00 and more, which ISO 8601 allows.
+    return value.astimezone(UTC)
 
 
-# Every datetime the API accepts: with a time zone, and within years the databases handle.
-Moment = Annotated[AwareDatetime, AfterValidator(_moment_in_range)]
+# Every datetime the API accepts: text with a time zone, within years the databases handle, in UTC.
+Moment = Annotated[AwareDatetime, BeforeValidator(_moment_text), AfterValidator(_moment_in_range)]
 
 
 def _known_time_zone(value: str) -> str:
@@ -195,6 +230,9 @@ def install_error_handlers(api: NinjaAPI) -> None:
     def not_found(request: HttpRequest, exc: Any) -> HttpResponse:
         return _error(api, request, 404, "not_found", "不存在")
 
+    def unparsable(request: HttpRequest, exc: Any) -> HttpResponse:
+        return _error(api, request, 400, "malformed_body", "请求体无法解析（请使用 JSON）", "body")
+
     def suspicious(request: HttpRequest, exc: Any) -> HttpResponse:
         if isinstance(exc, RequestDataTooBig):
             return _error(api, request, 413, "body_too_large", "请求体过大", "body")
@@ -210,3 +248,5 @@ def install_error_handlers(api: NinjaAPI) -> None:
     api.add_exception_handler(HttpError, http_error)
     api.add_exception_handler(Http404, not_found)
     api.add_exception_handler(SuspiciousOperation, suspicious)
+    # The CSRF check reads request.POST, which parses a multipart body before the view does.
+    api.add_exception_handler(MultiPartParserError, unparsable)
