@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "jingwei.org",
     "jingwei.audit",
     "jingwei.notify",
+    "jingwei.flows",
 ]
 
 MIDDLEWARE = [

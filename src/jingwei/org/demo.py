@@ -84,6 +84,9 @@ ROLES: dict[str, tuple[str, list[str]]] = {
             "settlement.view",
             "settlement.review",
             "catalog.view",
+            "flow.view",
+            "flow.start",
+            "flow.assign",
         ],
     ),
     "调度员": (
@@ -95,15 +98,26 @@ ROLES: dict[str, tuple[str, list[str]]] = {
             "ticket.create",
             "ticket.assign",
             "catalog.view",
+            "flow.view",
+            "flow.start",
+            "flow.assign",
         ],
     ),
     "工程师": (
         "处理自己的工单",
-        ["org.view", "customer.view", "ticket.view", "ticket.handle", "catalog.view"],
+        ["org.view", "customer.view", "ticket.view", "ticket.handle", "catalog.view", "flow.view"],
     ),
     "客服坐席": (
         "接待客户、建单",
-        ["org.view", "customer.view", "customer.edit", "ticket.view", "ticket.create"],
+        [
+            "org.view",
+            "customer.view",
+            "customer.edit",
+            "ticket.view",
+            "ticket.create",
+            "flow.view",
+            "flow.start",
+        ],
     ),
 }
 

@@ -25,7 +25,10 @@ PERMISSIONS: dict[str, str] = {
     "ticket.assign": "派单与改派",
     "ticket.template_manage": "管理工单模板",
     # flows
-    "flow.manage": "设计与发布流程",
+    "flow.view": "查看流程实例、任务与统计",
+    "flow.start": "发起流程、向流程发送消息",
+    "flow.assign": "改派他人的流程任务",
+    "flow.manage": "设计、发布与迁移流程",
     # settlement
     "settlement.view": "查看结算",
     "settlement.review": "审核结算单",

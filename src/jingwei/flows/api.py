@@ -1,0 +1,317 @@
+"""Flow engine API: definitions (drafts, publish, export), versions, instances, my tasks and task
+actions, statistics. Thin: parse, call a service, serialise."""
+
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Q, QuerySet
+from django.http import HttpResponse
+from ninja import Field, Query, Router, Schema, Status
+from ninja.pagination import paginate
+
+from jingwei.core.api import DB_INT_MAX, AuthedRequest, Filters, In, Page
+from jingwei.core.errors import NotFound
+
+from . import services
+from .models import FlowEvent, Instance, ProcessDefinition, ProcessVersion, Task, TaskStatus
+from .selectors import node_statistics
+
+router = Router(tags=["流程引擎"])
+
+Key = Field(..., min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")
+Id = Field(..., ge=1, le=DB_INT_MAX)
+
+
+class DefinitionOut(Schema):
+    id: int
+    key: str
+    name: str
+    updated_at: datetime
+    latest_version: int | None
+
+    @staticmethod
+    def resolve_latest_version(obj: ProcessDefinition) -> int | None:
+        return obj.versions.order_by("-number").values_list("number", flat=True).first()
+
+
+class DefinitionDetailOut(DefinitionOut):
+    draft_xml: str
+
+
+class DefinitionIn(In):
+    key: str = Key
+    name: str = Field(..., min_length=1, max_length=100)
+    xml: str = Field(..., max_length=500_000, description="BPMN 2.0 XML（bpmn-js 导出的格式）")
+
+
+class VersionOut(Schema):
+    id: int
+    number: int
+    published_at: datetime
+    published_by_id: int | None
+
+
+@router.get("/definitions", response=list[DefinitionOut], summary="流程定义")
+def list_definitions(request: AuthedRequest) -> QuerySet[ProcessDefinition]:
+    request.actor.require(services.VIEW)
+    return ProcessDefinition.objects.visible_to(request.actor, services.VIEW)
+
+
+@router.post("/definitions", response={201: DefinitionDetailOut}, summary="新建流程或保存草稿")
+def save_definition(request: AuthedRequest, payload: DefinitionIn) -> Status[ProcessDefinition]:
+    return Status(201, services.definition_save(actor=request.actor, **payload.model_dump()))
+
+
+@router.get("/definitions/{key}", response=DefinitionDetailOut, summary="流程定义详情（含草稿）")
+def get_definition(request: AuthedRequest, key: str) -> ProcessDefinition:
+    return services.definition_get(actor=request.actor, key=key)
+
+
+@router.post("/definitions/{key}/publish", response={201: VersionOut}, summary="校验并发布新版本")
+def publish_definition(request: AuthedRequest, key: str) -> Status[ProcessVersion]:
+    return Status(201, services.definition_publish(actor=request.actor, key=key))
+
+
+@router.get("/definitions/{key}/versions", response=list[VersionOut], summary="已发布版本")
+def list_versions(request: AuthedRequest, key: str) -> QuerySet[ProcessVersion]:
+    return services.definition_get(actor=request.actor, key=key).versions.all()
+
+
+def _version(request: AuthedRequest, key: str, number: int) -> ProcessVersion:
+    found = (
+        services.definition_get(actor=request.actor, key=key).versions.filter(number=number).first()
+    )
+    if found is None:
+        raise NotFound("版本不存在", field="number")
+    return found
+
+
+@router.get("/definitions/{key}/versions/{number}/bpmn", summary="导出该版本的 BPMN XML")
+def export_version(request: AuthedRequest, key: str, number: int) -> HttpResponse:
+    version = _version(request, key, number)
+    response = HttpResponse(version.xml, content_type="application/xml; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{key}-v{number}.bpmn"'
+    return response
+
+
+class NodeStatOut(Schema):
+    node_id: str
+    name: str
+    type: str
+    count: int
+    average_seconds: float | None
+    p50_seconds: float | None
+    p90_seconds: float | None
+    target_seconds: float | None
+    overdue_rate: float | None
+    bottleneck: bool
+
+
+@router.get(
+    "/definitions/{key}/versions/{number}/statistics",
+    response=list[NodeStatOut],
+    summary="各节点用时统计与瓶颈",
+)
+def version_statistics(request: AuthedRequest, key: str, number: int) -> list[dict[str, Any]]:
+    return node_statistics(_version(request, key, number))
+
+
+class MigrateIn(In):
+    from_number: int = Field(..., ge=1, le=2**31 - 1)
+    to_number: int = Field(..., ge=1, le=2**31 - 1)
+
+
+class MigrateOut(Schema):
+    moved: list[int]
+    refused: list[dict[str, Any]]
+
+
+@router.post(
+    "/definitions/{key}/migrate", response=MigrateOut, summary="把运行中的实例迁移到新版本"
+)
+def migrate_instances(request: AuthedRequest, key: str, payload: MigrateIn) -> dict[str, Any]:
+    return services.instances_migrate(actor=request.actor, key=key, **payload.model_dump())
+
+
+# --- instances -------------------------------------------------------------------------------
+
+
+class InstanceOut(Schema):
+    id: int
+    key: str = Field(..., alias="version.definition.key")
+    version: int = Field(..., alias="version.number")
+    business_key: str
+    status: str
+    data: dict[str, Any]
+    region_id: int | None
+    department_id: int | None
+    owner_id: int | None
+    started_at: datetime
+    ended_at: datetime | None
+    active_nodes: list[str]
+
+    @staticmethod
+    def resolve_active_nodes(obj: Instance) -> list[str]:
+        return sorted(obj.tokens.filter(status="active").values_list("node_id", flat=True))
+
+
+class EventOut(Schema):
+    id: int
+    at: datetime
+    kind: str
+    node_id: str
+    task_id: int | None
+    actor_id: int | None
+    data: dict[str, Any]
+
+
+class InstanceDetailOut(InstanceOut):
+    events: list[EventOut]
+
+    @staticmethod
+    def resolve_events(obj: Instance) -> QuerySet[FlowEvent]:
+        return obj.events.all()
+
+
+class StartIn(In):
+    key: str = Key
+    data: dict[str, Any] = Field(default_factory=dict)
+    business_key: str = Field("", max_length=100)
+    region_id: int | None = Field(None, ge=1, le=DB_INT_MAX)
+    department_id: int | None = Field(None, ge=1, le=DB_INT_MAX)
+
+
+class MessageIn(In):
+    message: str = Field(..., min_length=1, max_length=100)
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class InstanceFilters(Filters):
+    key: str | None = Field(None, max_length=100)
+    status: str | None = Field(None, max_length=12)
+    business_key: str | None = Field(None, max_length=100)
+
+
+@router.get("/instances", response=list[InstanceOut], summary="流程实例（按数据范围）")
+@paginate(Page)
+def list_instances(request: AuthedRequest, filters: Query[InstanceFilters]) -> QuerySet[Instance]:
+    request.actor.require(services.VIEW)
+    qs = Instance.objects.visible_to(request.actor, services.VIEW).select_related(
+        "version__definition"
+    )
+    if filters.key:
+        qs = qs.filter(version__definition__key=filters.key)
+    if filters.status:
+        qs = qs.filter(status=filters.status)
+    if filters.business_key:
+        qs = qs.filter(business_key=filters.business_key)
+    return qs
+
+
+@router.post("/instances", response={201: InstanceDetailOut}, summary="发起流程")
+def start_instance(request: AuthedRequest, payload: StartIn) -> Status[Instance]:
+    instance = services.instance_start(actor=request.actor, **payload.model_dump())
+    return Status(201, services.instance_get(actor=request.actor, instance_id=instance.pk))
+
+
+@router.get("/instances/{instance_id}", response=InstanceDetailOut, summary="实例详情与事件日志")
+def get_instance(request: AuthedRequest, instance_id: int) -> Instance:
+    return services.instance_get(actor=request.actor, instance_id=instance_id)
+
+
+@router.post(
+    "/instances/{instance_id}/messages", response=InstanceDetailOut, summary="发送消息（外部信号）"
+)
+def send_message(request: AuthedRequest, instance_id: int, payload: MessageIn) -> Instance:
+    services.instance_message(actor=request.actor, instance_id=instance_id, **payload.model_dump())
+    return services.instance_get(actor=request.actor, instance_id=instance_id)
+
+
+# --- tasks -----------------------------------------------------------------------------------
+
+
+class TaskOut(Schema):
+    id: int
+    instance_id: int
+    node_id: str
+    name: str
+    form_key: str
+    assignee_id: int | None
+    candidates: list[int]
+    status: str
+    outcome: str
+    due_at: datetime | None
+    created_at: datetime
+    completed_at: datetime | None
+
+
+class TaskFilters(Filters):
+    status: str | None = Field("open", max_length=10)
+    mine: bool = Field(True, description="只看分给我或我可认领的")
+
+
+class CompleteIn(In):
+    outcome: str = Field("", max_length=50)
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class ReassignIn(In):
+    assignee_id: int = Id
+    reason: str = Field(..., min_length=1, max_length=200)
+
+
+class ReasonIn(In):
+    reason: str = Field("", max_length=200)
+
+
+@router.get("/tasks", response=list[TaskOut], summary="我的任务 / 任务列表")
+@paginate(Page)
+def list_tasks(request: AuthedRequest, filters: Query[TaskFilters]) -> QuerySet[Task]:
+    actor = request.actor
+    if filters.mine:
+        me = actor.employee_id
+        # Candidate lists are small JSON arrays; filter them in the database where it can, else here.
+        qs = Task.objects.filter(tenant_id=actor.tenant_id).filter(
+            Q(assignee_id=me) | Q(assignee__isnull=True, pk__in=_candidate_task_ids(actor))
+        )
+    else:
+        actor.require(services.VIEW)
+        qs = Task.objects.visible_to(actor, services.VIEW)
+    if filters.status:
+        qs = qs.filter(status=filters.status)
+    return qs
+
+
+def _candidate_task_ids(actor: Any) -> list[int]:
+    return [
+        pk
+        for pk, candidates in Task.objects.filter(
+            tenant_id=actor.tenant_id, status=TaskStatus.OPEN, assignee__isnull=True
+        ).values_list("pk", "candidates")
+        if actor.employee_id in (candidates or [])
+    ]
+
+
+@router.post("/tasks/{task_id}/complete", response=TaskOut, summary="完成任务")
+def complete_task(request: AuthedRequest, task_id: int, payload: CompleteIn) -> Task:
+    return services.task_complete(actor=request.actor, task_id=task_id, **payload.model_dump())
+
+
+@router.post("/tasks/{task_id}/claim", response=TaskOut, summary="认领任务")
+def claim_task(request: AuthedRequest, task_id: int) -> Task:
+    return services.task_claim(actor=request.actor, task_id=task_id)
+
+
+@router.post("/tasks/{task_id}/release", response=TaskOut, summary="退回任务到候选池")
+def release_task(request: AuthedRequest, task_id: int, payload: ReasonIn) -> Task:
+    return services.task_release(actor=request.actor, task_id=task_id, reason=payload.reason)
+
+
+@router.post("/tasks/{task_id}/delegate", response=TaskOut, summary="委派任务")
+def delegate_task(request: AuthedRequest, task_id: int, payload: ReassignIn) -> Task:
+    return services.task_delegate(actor=request.actor, task_id=task_id, **payload.model_dump())
+
+
+@router.post("/tasks/{task_id}/transfer", response=TaskOut, summary="改派任务（调度）")
+def transfer_task(request: AuthedRequest, task_id: int, payload: ReassignIn) -> Task:
+    return services.task_transfer(actor=request.actor, task_id=task_id, **payload.model_dump())
