@@ -328,3 +328,130 @@ def test_shipped_definitions_are_the_tested_ones_and_load_once(org):
     load_shipped_flows(org.tenant.pk)
 
     assert ProcessVersion.objects.filter(tenant=org.tenant).count() == len(SHIPPED)
+
+
+def test_an_inspection_left_seven_days_is_taken_as_passed(org, admin, team, domain_actions):
+    publish(admin, "after_sales", "after_sales_sop.bpmn")
+    instance = services.instance_start(
+        actor=actor_for(admin),
+        key="after_sales",
+        data={"priority": "normal", "engineer": team["工程师"].employee_no},
+        region_id=org.pudong.pk,
+    )
+    for _ in range(3):  # 受理, 派单, 处理
+        complete(open_task(instance))
+    inspect = open_task(instance)
+    assert inspect.node_id == "Task_Inspect"
+
+    fire_due(now=timezone.now() + timedelta(days=7, minutes=1))
+
+    inspect.refresh_from_db()
+    assert inspect.status == TaskStatus.CANCELLED  # interrupting: the task is withdrawn
+    assert "consume_parts" in domain_actions  # and the flow went on along the boundary path
+    assert FlowEvent.objects.filter(
+        instance=instance, kind="timer.fired", node_id="Boundary_InspectTimeout"
+    ).exists()
+
+
+def test_an_overdue_finance_approval_reminds_without_withdrawing(org, admin):
+    publish(admin, "approval", "approval_by_amount.bpmn")
+    applicant = EmployeeFactory(tenant=org.tenant, region=org.shanghai, manager=admin)
+    grant(applicant, ["flow.start", "flow.view"], "self")
+    holder(org, "区域经理", region=org.east, name="张经理")
+    finance = holder(org, "财务", region=None, name="高财务")
+    instance = services.instance_start(
+        actor=actor_for(applicant), key="approval", data={"amount": 9000}, region_id=org.shanghai.pk
+    )
+    complete(open_task(instance), "approve")  # 区域经理
+    finance_task = open_task(instance)
+
+    fire_due(now=timezone.now() + timedelta(days=2, minutes=1))
+
+    finance_task.refresh_from_db()
+    assert finance_task.status == TaskStatus.OPEN  # non-interrupting: still waiting for finance
+    assert FlowEvent.objects.filter(
+        instance=instance, kind="action.ran", node_id="Task_RemindFinance"
+    ).exists()
+    services.task_complete(actor=actor_for(finance), task_id=finance_task.pk, outcome="approve")
+    instance.refresh_from_db()
+    assert instance.status == InstanceStatus.COMPLETED
+
+
+def test_pooled_tasks_are_claimed_released_delegated_and_transferred_on_the_log(
+    org, admin, team, domain_actions
+):
+    publish(admin, "after_sales", "after_sales_sop.bpmn")
+    second_inspector = holder(org, "质检员", region=org.shanghai, name="钱质检")
+    instance = services.instance_start(
+        actor=actor_for(admin),
+        key="after_sales",
+        data={"priority": "normal", "engineer": team["工程师"].employee_no},
+        region_id=org.pudong.pk,
+    )
+    for _ in range(3):
+        complete(open_task(instance))
+    inspect = open_task(instance)
+    assert inspect.assignee_id is None  # two inspectors: a shared pool
+    assert set(inspect.candidates) == {team["质检员"].pk, second_inspector.pk}
+
+    services.task_claim(actor=actor_for(team["质检员"]), task_id=inspect.pk)
+    with pytest.raises(Conflict):
+        services.task_claim(actor=actor_for(second_inspector), task_id=inspect.pk)
+    services.task_release(actor=actor_for(team["质检员"]), task_id=inspect.pk, reason="外出")
+    services.task_claim(actor=actor_for(second_inspector), task_id=inspect.pk)
+    services.task_delegate(
+        actor=actor_for(second_inspector),
+        task_id=inspect.pk,
+        assignee_id=team["质检员"].pk,
+        reason="请代验",
+    )
+    services.task_transfer(
+        actor=actor_for(admin),
+        task_id=inspect.pk,
+        assignee_id=second_inspector.pk,
+        reason="调度改派",
+    )
+
+    inspect.refresh_from_db()
+    assert inspect.assignee_id == second_inspector.pk
+    log = list(
+        FlowEvent.objects.filter(instance=instance, task=inspect)
+        .exclude(kind="task.created")
+        .values_list("kind", "data__reason")
+    )
+    assert log == [
+        ("task.claimed", ""),
+        ("task.released", "外出"),
+        ("task.claimed", ""),
+        ("task.delegated", "请代验"),
+        ("task.transferred", "调度改派"),
+    ]
+
+
+def test_node_statistics_flag_a_slow_dispatch_as_a_bottleneck(org, admin, team, domain_actions):
+    from jingwei.flows.models import Token
+    from jingwei.flows.selectors import node_statistics
+
+    version = publish(admin, "after_sales", "after_sales_sop.bpmn")
+    for _ in range(3):
+        instance = services.instance_start(
+            actor=actor_for(admin),
+            key="after_sales",
+            data={"priority": "normal"},
+            region_id=org.pudong.pk,
+        )
+        complete(open_task(instance))
+        complete(open_task(instance))
+    # make every 派单 have taken 3 hours against its 2-hour target
+    for token in Token.objects.filter(instance__version=version, node_id="Task_Dispatch"):
+        Token.objects.filter(pk=token.pk).update(arrived_at=token.left_at - timedelta(hours=3))
+
+    stats = {row["node_id"]: row for row in node_statistics(version)}
+
+    dispatch = stats["Task_Dispatch"]
+    assert dispatch["count"] == 3
+    assert dispatch["average_seconds"] == pytest.approx(3 * 3600)
+    assert dispatch["p90_seconds"] == pytest.approx(3 * 3600)
+    assert dispatch["target_seconds"] == 2 * 3600
+    assert dispatch["bottleneck"] is True
+    assert stats["Task_Accept"]["bottleneck"] is False
