@@ -24,6 +24,7 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from django.db.models import QuerySet
@@ -31,6 +32,10 @@ from django.utils import timezone
 
 from jingwei.audit.models import AuditEvent
 from jingwei.audit.services import audit_record
+from jingwei.flows import services as flows
+from jingwei.flows.models import Instance as FlowInstance
+from jingwei.flows.models import ProcessDefinition, ProcessVersion
+from jingwei.flows.models import Task as FlowTask
 from jingwei.notify.models import Notification
 from jingwei.org.auth import token_issue
 from jingwei.org.models import (
@@ -131,6 +136,58 @@ def new_event(s: Side) -> AuditEvent:
     )
 
 
+FLOW_FIXTURES = Path(__file__).parent / "flows" / "fixtures"
+
+
+def new_definition(s: Side, fixture: str = "simple_linear.bpmn") -> ProcessDefinition:
+    """A definition with a valid draft and one published version, keyed uniquely."""
+    actor = actor_for(s.admin)
+    key = f"{s.slug}-flow-{next(_seq)}"
+    flows.definition_save(
+        actor=actor, key=key, name=s.name("流程"), xml=(FLOW_FIXTURES / fixture).read_text()
+    )
+    flows.definition_publish(actor=actor, key=key)
+    return ProcessDefinition.objects.get(tenant=s.tenant, key=key)
+
+
+def new_twice_published(s: Side) -> ProcessDefinition:
+    definition = new_definition(s)
+    flows.definition_publish(actor=actor_for(s.admin), key=definition.key)
+    return definition
+
+
+def new_version(s: Side) -> ProcessVersion:
+    return new_definition(s).versions.get()
+
+
+def new_instance(s: Side, fixture: str = "simple_linear.bpmn") -> FlowInstance:
+    definition = new_definition(s, fixture)
+    return flows.instance_start(
+        actor=actor_for(s.admin), key=definition.key, business_key=s.name("案件")
+    )
+
+
+def new_waiting_instance(s: Side) -> FlowInstance:
+    return new_instance(s, "wait_for_payment.bpmn")
+
+
+def new_task(s: Side, **changes: Any) -> FlowTask:
+    """The open 处理 task of a fresh instance (a shared pool: nobody holds 客服 here)."""
+    task = FlowTask.objects.get(instance=new_instance(s), status="open")
+    if changes:
+        FlowTask.objects.filter(pk=task.pk).update(**changes)
+        task.refresh_from_db()
+    return task
+
+
+def new_claimable_task(s: Side) -> FlowTask:
+    return new_task(s, candidates=[s.admin.pk])
+
+
+def new_own_task(s: Side) -> FlowTask:
+    return new_task(s, assignee_id=s.admin.pk)
+
+
 def populate(s: Side) -> None:
     """At least one row of every kind the API lists, all labelled with the side's label."""
     for build in (
@@ -143,6 +200,7 @@ def populate(s: Side) -> None:
         new_token,
         new_notification,
         new_event,
+        new_own_task,
     ):
         build(s)
 
@@ -417,6 +475,92 @@ ENDPOINTS: list[Endpoint] = [
         target=_ids(notification_id=new_notification),
     ),
     Endpoint("POST", "/api/notify/inbox/read-all"),
+    # --- flows ---
+    Endpoint("GET", "/api/flows/definitions", rows=_tenant_rows(ProcessDefinition)),
+    Endpoint(
+        "POST",
+        "/api/flows/definitions",
+        body=lambda s: {
+            "key": f"{s.slug}-new-{next(_seq)}",
+            "name": s.name("新流程"),
+            "xml": (FLOW_FIXTURES / "simple_linear.bpmn").read_text(),
+        },
+    ),
+    Endpoint(
+        "GET", "/api/flows/definitions/{definition_id}", target=_ids(definition_id=new_definition)
+    ),
+    Endpoint(
+        "POST",
+        "/api/flows/definitions/{definition_id}/publish",
+        target=_ids(definition_id=new_definition),
+    ),
+    Endpoint(
+        "GET",
+        "/api/flows/definitions/{definition_id}/versions",
+        target=_ids(definition_id=new_definition),
+    ),
+    Endpoint(
+        "POST",
+        "/api/flows/definitions/{definition_id}/migrate",
+        target=_ids(definition_id=new_twice_published),
+        body=lambda s: {"from_number": 1, "to_number": 2},
+    ),
+    Endpoint("GET", "/api/flows/versions/{version_id}/bpmn", target=_ids(version_id=new_version)),
+    Endpoint(
+        "GET", "/api/flows/versions/{version_id}/statistics", target=_ids(version_id=new_version)
+    ),
+    Endpoint("GET", "/api/flows/instances", rows=_tenant_rows(FlowInstance)),
+    Endpoint(
+        "POST",
+        "/api/flows/instances",
+        body=lambda s: {
+            "key": new_definition(s).key,
+            "data": {"amount": 100, "service_type": "售后服务"},
+            "business_key": s.name("案件"),
+            "region_id": s.org.shanghai.pk,
+            "department_id": s.org.east_dept.pk,
+        },
+        body_refs={"region_id": _pk(new_region), "department_id": _pk(new_department)},
+    ),
+    Endpoint("GET", "/api/flows/instances/{instance_id}", target=_ids(instance_id=new_instance)),
+    Endpoint(
+        "POST",
+        "/api/flows/instances/{instance_id}/messages",
+        target=_ids(instance_id=new_waiting_instance),
+        body=lambda s: {"message": "paid", "data": {"paid": True}},
+    ),
+    Endpoint(
+        "GET",
+        "/api/flows/tasks",
+        rows=lambda s: FlowTask.objects.filter(tenant=s.tenant, assignee=s.admin, status="open"),
+    ),
+    Endpoint(
+        "POST",
+        "/api/flows/tasks/{task_id}/complete",
+        target=_ids(task_id=new_own_task),
+        body=lambda s: {"outcome": "", "data": {"note": "已处理"}},
+    ),
+    Endpoint("POST", "/api/flows/tasks/{task_id}/claim", target=_ids(task_id=new_claimable_task)),
+    Endpoint(
+        "POST",
+        "/api/flows/tasks/{task_id}/release",
+        target=_ids(task_id=new_own_task),
+        body=lambda s: {"reason": "外出"},
+    ),
+    Endpoint(
+        "POST",
+        "/api/flows/tasks/{task_id}/delegate",
+        target=_ids(task_id=new_own_task),
+        body=lambda s: {"assignee_id": new_employee(s).pk, "reason": "请代办"},
+        body_refs={"assignee_id": _pk(new_employee)},
+    ),
+    Endpoint(
+        "POST",
+        "/api/flows/tasks/{task_id}/transfer",
+        target=_ids(task_id=new_own_task),
+        body=lambda s: {"assignee_id": new_employee(s).pk, "reason": "调度改派"},
+        body_refs={"assignee_id": _pk(new_employee)},
+    ),
 ]
 
 BY_KEY: dict[tuple[str, str], Endpoint] = {ep.key: ep for ep in ENDPOINTS}

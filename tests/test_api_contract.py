@@ -146,6 +146,8 @@ def bad_body_values(prop: dict[str, Any]) -> list[tuple[str, Any, str]]:
             out.append(("above-maximum", p["maximum"] + 1, ""))
     elif kind == "boolean":
         out += [("text", "maybe", ""), ("object", {}, "")]
+    elif kind == "object":
+        out += [("text", "x", ""), ("list", [1], "")]
     elif kind == "array":
         out += [("text", "x", ""), ("object", {"a": 1}, "")]
         if _nonnull(p["items"]).get("type") == "string":

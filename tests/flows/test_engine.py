@@ -455,3 +455,40 @@ def test_node_statistics_flag_a_slow_dispatch_as_a_bottleneck(org, admin, team, 
     assert dispatch["target_seconds"] == 2 * 3600
     assert dispatch["bottleneck"] is True
     assert stats["Task_Accept"]["bottleneck"] is False
+
+
+def test_a_flow_waits_for_its_message_and_goes_on_when_it_arrives(org, admin):
+    publish(admin, "pay", "wait_for_payment.bpmn")
+    instance = services.instance_start(actor=actor_for(admin), key="pay", data={})
+    assert not Task.objects.filter(instance=instance).exists()
+
+    with pytest.raises(Conflict):
+        services.instance_message(
+            actor=actor_for(admin), instance_id=instance.pk, message="refunded"
+        )
+    services.instance_message(
+        actor=actor_for(admin), instance_id=instance.pk, message="paid", data={"paid_amount": 100}
+    )
+
+    instance.refresh_from_db()
+    assert instance.data["paid_amount"] == 100
+    assert open_task(instance).node_id == "Task_Ship"
+
+
+def test_a_call_activity_starts_the_sub_flow_and_waits_for_it(org, admin):
+    from jingwei.flows.models import Instance
+
+    publish(admin, "simple_linear", "simple_linear.bpmn")
+    publish(admin, "call_parent", "call_parent.bpmn")
+    parent = services.instance_start(actor=actor_for(admin), key="call_parent", data={"case": "A1"})
+    sub = Instance.objects.get(parent_token__instance=parent)
+    assert sub.data == {"case": "A1"}
+    assert not Task.objects.filter(instance=parent).exists()
+
+    task = open_task(sub)
+    services.task_complete(actor=actor_for(admin), task_id=task.pk, data={"result": "done"})
+
+    parent.refresh_from_db()
+    sub.refresh_from_db()
+    assert sub.status == parent.status == InstanceStatus.COMPLETED
+    assert parent.data["result"] == "done"  # the sub-flow's data comes back

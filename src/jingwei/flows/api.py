@@ -41,7 +41,7 @@ class DefinitionDetailOut(DefinitionOut):
 class DefinitionIn(In):
     key: str = Key
     name: str = Field(..., min_length=1, max_length=100)
-    xml: str = Field(..., max_length=500_000, description="BPMN 2.0 XML（bpmn-js 导出的格式）")
+    xml: str = Field(..., max_length=150_000, description="BPMN 2.0 XML（bpmn-js 导出的格式）")
 
 
 class VersionOut(Schema):
@@ -62,35 +62,51 @@ def save_definition(request: AuthedRequest, payload: DefinitionIn) -> Status[Pro
     return Status(201, services.definition_save(actor=request.actor, **payload.model_dump()))
 
 
-@router.get("/definitions/{key}", response=DefinitionDetailOut, summary="流程定义详情（含草稿）")
-def get_definition(request: AuthedRequest, key: str) -> ProcessDefinition:
-    return services.definition_get(actor=request.actor, key=key)
+def _definition(request: AuthedRequest, definition_id: int) -> ProcessDefinition:
+    return services.definition_get(actor=request.actor, definition_id=definition_id)
 
 
-@router.post("/definitions/{key}/publish", response={201: VersionOut}, summary="校验并发布新版本")
-def publish_definition(request: AuthedRequest, key: str) -> Status[ProcessVersion]:
+@router.get(
+    "/definitions/{definition_id}", response=DefinitionDetailOut, summary="流程定义详情（含草稿）"
+)
+def get_definition(request: AuthedRequest, definition_id: int) -> ProcessDefinition:
+    return _definition(request, definition_id)
+
+
+@router.post(
+    "/definitions/{definition_id}/publish", response={201: VersionOut}, summary="校验并发布新版本"
+)
+def publish_definition(request: AuthedRequest, definition_id: int) -> Status[ProcessVersion]:
+    key = _definition(request, definition_id).key
     return Status(201, services.definition_publish(actor=request.actor, key=key))
 
 
-@router.get("/definitions/{key}/versions", response=list[VersionOut], summary="已发布版本")
-def list_versions(request: AuthedRequest, key: str) -> QuerySet[ProcessVersion]:
-    return services.definition_get(actor=request.actor, key=key).versions.all()
+@router.get(
+    "/definitions/{definition_id}/versions", response=list[VersionOut], summary="已发布版本"
+)
+def list_versions(request: AuthedRequest, definition_id: int) -> QuerySet[ProcessVersion]:
+    return _definition(request, definition_id).versions.all()
 
 
-def _version(request: AuthedRequest, key: str, number: int) -> ProcessVersion:
+def _version(request: AuthedRequest, version_id: int) -> ProcessVersion:
+    request.actor.require(services.VIEW)
     found = (
-        services.definition_get(actor=request.actor, key=key).versions.filter(number=number).first()
+        ProcessVersion.objects.visible_to(request.actor, services.VIEW)
+        .select_related("definition")
+        .filter(pk=version_id)
+        .first()
     )
     if found is None:
-        raise NotFound("版本不存在", field="number")
+        raise NotFound("版本不存在", field="id")
     return found
 
 
-@router.get("/definitions/{key}/versions/{number}/bpmn", summary="导出该版本的 BPMN XML")
-def export_version(request: AuthedRequest, key: str, number: int) -> HttpResponse:
-    version = _version(request, key, number)
+@router.get("/versions/{version_id}/bpmn", summary="导出该版本的 BPMN XML")
+def export_version(request: AuthedRequest, version_id: int) -> HttpResponse:
+    version = _version(request, version_id)
     response = HttpResponse(version.xml, content_type="application/xml; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{key}-v{number}.bpmn"'
+    name = f"{version.definition.key}-v{version.number}.bpmn"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
 
 
@@ -108,12 +124,10 @@ class NodeStatOut(Schema):
 
 
 @router.get(
-    "/definitions/{key}/versions/{number}/statistics",
-    response=list[NodeStatOut],
-    summary="各节点用时统计与瓶颈",
+    "/versions/{version_id}/statistics", response=list[NodeStatOut], summary="各节点用时统计与瓶颈"
 )
-def version_statistics(request: AuthedRequest, key: str, number: int) -> list[dict[str, Any]]:
-    return node_statistics(_version(request, key, number))
+def version_statistics(request: AuthedRequest, version_id: int) -> list[dict[str, Any]]:
+    return node_statistics(_version(request, version_id))
 
 
 class MigrateIn(In):
@@ -127,9 +141,14 @@ class MigrateOut(Schema):
 
 
 @router.post(
-    "/definitions/{key}/migrate", response=MigrateOut, summary="把运行中的实例迁移到新版本"
+    "/definitions/{definition_id}/migrate",
+    response=MigrateOut,
+    summary="把运行中的实例迁移到新版本",
 )
-def migrate_instances(request: AuthedRequest, key: str, payload: MigrateIn) -> dict[str, Any]:
+def migrate_instances(
+    request: AuthedRequest, definition_id: int, payload: MigrateIn
+) -> dict[str, Any]:
+    key = _definition(request, definition_id).key
     return services.instances_migrate(actor=request.actor, key=key, **payload.model_dump())
 
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from jingwei.audit.services import audit_record
 from jingwei.core.errors import Conflict, DomainError, Forbidden, NotFound
-from jingwei.org.models import Employee
+from jingwei.org.models import Department, Employee, Region
 from jingwei.org.scope import Actor
 
 from . import engine, sla
@@ -38,12 +38,15 @@ VIEW = "flow.view"
 # --- definitions and versions ----------------------------------------------------------------
 
 
-def definition_get(*, actor: Actor, key: str, lock: bool = False) -> ProcessDefinition:
+def definition_get(
+    *, actor: Actor, key: str | None = None, definition_id: int | None = None, lock: bool = False
+) -> ProcessDefinition:
     actor.require(VIEW)
-    qs = ProcessDefinition.objects.visible_to(actor, VIEW).filter(key=key)
+    qs = ProcessDefinition.objects.visible_to(actor, VIEW)
+    qs = qs.filter(key=key) if definition_id is None else qs.filter(pk=definition_id)
     found = (qs.select_for_update() if lock else qs).first()
     if found is None:
-        raise NotFound("流程定义不存在", field="key")
+        raise NotFound("流程定义不存在", field="id" if definition_id is not None else "key")
     return found
 
 
@@ -137,6 +140,21 @@ def instance_start(
     """Start the latest version of `key`. Domain services call this for their cases."""
     actor.require(START)
     with transaction.atomic(durable=True):
+        for field, model in (
+            ("region_id", Region),
+            ("department_id", Department),
+            ("owner_id", Employee),
+        ):
+            value = {"region_id": region_id, "department_id": department_id, "owner_id": owner_id}[
+                field
+            ]
+            if (
+                value is not None
+                and not model.objects.filter(tenant_id=actor.tenant_id, pk=value).exists()
+            ):
+                raise DomainError(
+                    f"{model._meta.verbose_name}不存在", code="invalid_reference", field=field
+                )
         version = latest_version(tenant_id=actor.tenant_id, key=key)
         instance = engine.start(
             version,
