@@ -34,7 +34,7 @@ from jingwei.audit.models import AuditEvent
 from jingwei.audit.services import audit_record
 from jingwei.flows import services as flows
 from jingwei.flows.models import Instance as FlowInstance
-from jingwei.flows.models import ProcessDefinition, ProcessVersion
+from jingwei.flows.models import ProcessDefinition, ProcessVersion, TaskCandidate
 from jingwei.flows.models import Task as FlowTask
 from jingwei.notify.models import Notification
 from jingwei.org.auth import token_issue
@@ -181,7 +181,9 @@ def new_task(s: Side, **changes: Any) -> FlowTask:
 
 
 def new_claimable_task(s: Side) -> FlowTask:
-    return new_task(s, candidates=[s.admin.pk])
+    task = new_task(s)
+    TaskCandidate.objects.create(tenant=s.tenant, task=task, employee=s.admin)
+    return task
 
 
 def new_own_task(s: Side) -> FlowTask:

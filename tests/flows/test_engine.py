@@ -91,7 +91,7 @@ def complete(task: Task, outcome: str = "", data: dict | None = None) -> None:
 
     person = Employee.objects.get(pk=task.assignee_id) if task.assignee_id else None
     if person is None:  # a shared pool: the first candidate claims it
-        person = Employee.objects.get(pk=task.candidates[0])
+        person = Employee.objects.get(pk=task.candidate_ids[0])
         services.task_claim(actor=actor_for(person), task_id=task.pk)
     services.task_complete(
         actor=actor_for(person), task_id=task.pk, outcome=outcome, data=data or {}
@@ -392,7 +392,7 @@ def test_pooled_tasks_are_claimed_released_delegated_and_transferred_on_the_log(
         complete(open_task(instance))
     inspect = open_task(instance)
     assert inspect.assignee_id is None  # two inspectors: a shared pool
-    assert set(inspect.candidates) == {team["质检员"].pk, second_inspector.pk}
+    assert set(inspect.candidate_ids) == {team["质检员"].pk, second_inspector.pk}
 
     services.task_claim(actor=actor_for(team["质检员"]), task_id=inspect.pk)
     with pytest.raises(Conflict):

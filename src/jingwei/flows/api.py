@@ -13,7 +13,7 @@ from jingwei.core.api import DB_INT_MAX, AuthedRequest, Filters, In, Page
 from jingwei.core.errors import NotFound
 
 from . import services
-from .models import FlowEvent, Instance, ProcessDefinition, ProcessVersion, Task, TaskStatus
+from .models import FlowEvent, Instance, ProcessDefinition, ProcessVersion, Task, TaskCandidate
 from .selectors import node_statistics
 
 router = Router(tags=["流程引擎"])
@@ -256,7 +256,7 @@ class TaskOut(Schema):
     name: str
     form_key: str
     assignee_id: int | None
-    candidates: list[int]
+    candidates: list[int] = Field(..., alias="candidate_ids")
     status: str
     outcome: str
     due_at: datetime | None
@@ -288,10 +288,11 @@ class ReasonIn(In):
 def list_tasks(request: AuthedRequest, filters: Query[TaskFilters]) -> QuerySet[Task]:
     actor = request.actor
     if filters.mine:
-        me = actor.employee_id
-        # Candidate lists are small JSON arrays; filter them in the database where it can, else here.
+        claimable = TaskCandidate.objects.filter(
+            tenant_id=actor.tenant_id, employee_id=actor.employee_id
+        ).values("task_id")
         qs = Task.objects.filter(tenant_id=actor.tenant_id).filter(
-            Q(assignee_id=me) | Q(assignee__isnull=True, pk__in=_candidate_task_ids(actor))
+            Q(assignee_id=actor.employee_id) | Q(assignee__isnull=True, pk__in=claimable)
         )
     else:
         actor.require(services.VIEW)
@@ -299,16 +300,6 @@ def list_tasks(request: AuthedRequest, filters: Query[TaskFilters]) -> QuerySet[
     if filters.status:
         qs = qs.filter(status=filters.status)
     return qs
-
-
-def _candidate_task_ids(actor: Any) -> list[int]:
-    return [
-        pk
-        for pk, candidates in Task.objects.filter(
-            tenant_id=actor.tenant_id, status=TaskStatus.OPEN, assignee__isnull=True
-        ).values_list("pk", "candidates")
-        if actor.employee_id in (candidates or [])
-    ]
 
 
 @router.post("/tasks/{task_id}/complete", response=TaskOut, summary="完成任务")

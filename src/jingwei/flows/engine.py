@@ -26,6 +26,7 @@ from .models import (
     InstanceStatus,
     ProcessVersion,
     Task,
+    TaskCandidate,
     TaskStatus,
     Token,
     TokenStatus,
@@ -262,8 +263,11 @@ def _create_task(instance: Instance, token: Token, node: dict[str, Any]) -> Task
         name=node.get("name") or token.node_id,
         form_key=node.get("form_key") or "",
         assignee_id=pick.assignee_id,
-        candidates=pick.candidates,
         created_at=now,
+    )
+    TaskCandidate.objects.bulk_create(
+        TaskCandidate(tenant_id=instance.tenant_id, task=task, employee_id=pk)
+        for pk in pick.candidates
     )
     event(
         instance,

@@ -154,7 +154,6 @@ class Task(TenantModel):
     assignee = models.ForeignKey(
         "org.Employee", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    candidates = models.JSONField("候选人", default=list, blank=True)
     status = models.CharField(max_length=10, choices=TaskStatus.choices, default=TaskStatus.OPEN)
     outcome = models.CharField(max_length=50, blank=True, default="")
     due_at = models.DateTimeField(null=True, blank=True)
@@ -185,6 +184,28 @@ class Task(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.name} (#{self.pk})"
+
+    @property
+    def candidate_ids(self) -> list[int]:
+        return sorted(self.candidate_rows.values_list("employee_id", flat=True))
+
+
+class TaskCandidate(TenantModel):
+    """Someone who may claim a pooled task: a row, so "tasks I can claim" is an indexed query."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="candidate_rows")
+    employee = models.ForeignKey("org.Employee", on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "task", "employee"], name="task_candidate_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["tenant", "employee"], name="task_candidate_by_employee")]
+
+    def __str__(self) -> str:
+        return f"{self.task_id}:{self.employee_id}"
 
 
 class FlowEvent(TenantModel):

@@ -23,6 +23,7 @@ from .models import (
     ProcessDefinition,
     ProcessVersion,
     Task,
+    TaskCandidate,
     TaskStatus,
     Token,
     TokenStatus,
@@ -232,8 +233,12 @@ def _task_for_update(actor: Actor, task_id: int) -> Task:
     return task
 
 
+def _is_candidate(task: Task, actor: Actor) -> bool:
+    return TaskCandidate.objects.filter(task=task, employee_id=actor.employee_id).exists()
+
+
 def _may_see(actor: Actor, task: Task) -> bool:
-    if task.assignee_id == actor.employee_id or actor.employee_id in (task.candidates or []):
+    if task.assignee_id == actor.employee_id or _is_candidate(task, actor):
         return True
     return actor.has_perm(VIEW) and Task.objects.visible_to(actor, VIEW).filter(pk=task.pk).exists()
 
@@ -248,7 +253,7 @@ def _ensure_open(task: Task) -> None:
 def _may_act(actor: Actor, task: Task) -> bool:
     if task.assignee_id == actor.employee_id:
         return True
-    if task.assignee_id is None and actor.employee_id in (task.candidates or []):
+    if task.assignee_id is None and _is_candidate(task, actor):
         return True
     return (
         actor.has_perm(ASSIGN)
@@ -329,7 +334,7 @@ def task_claim(*, actor: Actor, task_id: int) -> Task:
         _ensure_open(task)
         if task.assignee_id is not None:
             raise Conflict("任务已被认领", code="already_claimed")
-        if actor.employee_id not in (task.candidates or []):
+        if not _is_candidate(task, actor):
             raise Forbidden("您不是该任务的候选人", code="not_a_candidate")
         return _reassign(actor, task, actor.employee_id, "task.claimed", "")
 
