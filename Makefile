@@ -40,8 +40,16 @@ test: install
 	$(BIN)/jingwei makemigrations --check --dry-run -v0
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# `make bench NAME=flows` runs bench/flows/run.py; `make bench` runs every bench/<name>/run.py.
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/jw_bench
+BENCH_NAMES = $(if $(NAME),$(NAME),$(patsubst bench/%/run.py,%,$(wildcard bench/*/run.py)))
+
 bench: install
-	@echo "no benchmarks yet for the foundation; modules add theirs under bench/<name>"
+	$(BIN)/pip install --quiet spiffworkflow
+	@set -e; for name in $(BENCH_NAMES); do \
+		echo "== bench/$$name"; \
+		DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m bench.$$name.run $(BENCH_ARGS); \
+	done
 
 clean:
 	rm -rf $(VENV) var staticfiles .mypy_cache .ruff_cache .hypothesis
