@@ -43,7 +43,7 @@ def resolve(instance: Instance, rule: dict[str, Any], *, node_id: str) -> Pick:
     if kind == "user":
         return Pick(_named(instance, str(rule.get("user") or "")), rule="user")
     if kind == "manager":
-        return Pick(_manager_of(instance.owner_id), rule="manager")
+        return Pick(manager_of(instance.owner_id), rule="manager")
     if kind in ("role", "least_loaded", "round_robin"):
         people = role_holders(
             instance, str(rule.get("role") or ""), str(rule.get("scope") or "region")
@@ -65,7 +65,7 @@ def _named(instance: Instance, who: str) -> int | None:
     return match
 
 
-def _manager_of(employee_id: int | None) -> int | None:
+def manager_of(employee_id: int | None) -> int | None:
     if employee_id is None:
         return None
     return Employee.objects.filter(pk=employee_id).values_list("manager_id", flat=True).first()

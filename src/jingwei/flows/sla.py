@@ -20,10 +20,9 @@ from django.utils.dateparse import parse_datetime
 
 from jingwei.core.errors import DomainError
 from jingwei.core.timers import timer_cancel, timer_schedule
-from jingwei.org.models import Employee
 
 from . import hooks
-from .assignment import role_holders
+from .assignment import manager_of, role_holders
 from .bpmn import parse_duration
 from .models import Instance, Task, TaskStatus
 
@@ -103,16 +102,10 @@ def _target(instance: Instance, task: Task, target: str) -> list[int]:
     if target.startswith("role:"):
         return role_holders(instance, target[5:], "region")
     people = {"assignee": task.assignee_id}
-    people["supervisor"] = _manager(people["assignee"])
-    people["manager"] = _manager(people["supervisor"])
+    people["supervisor"] = manager_of(people["assignee"])
+    people["manager"] = manager_of(people["supervisor"])
     found = people.get(target)
     return [found] if found else []
-
-
-def _manager(employee_id: int | None) -> int | None:
-    if employee_id is None:
-        return None
-    return Employee.objects.filter(pk=employee_id).values_list("manager_id", flat=True).first()
 
 
 def fire(payload: dict[str, Any]) -> None:
