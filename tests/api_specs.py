@@ -32,9 +32,10 @@ from django.utils import timezone
 
 from jingwei.audit.models import AuditEvent
 from jingwei.audit.services import audit_record
+from jingwei.flows import calendars as flow_calendars
 from jingwei.flows import services as flows
 from jingwei.flows.models import Instance as FlowInstance
-from jingwei.flows.models import ProcessDefinition, ProcessVersion, TaskCandidate
+from jingwei.flows.models import ProcessDefinition, ProcessVersion, TaskCandidate, WorkCalendar
 from jingwei.flows.models import Task as FlowTask
 from jingwei.notify.models import Notification
 from jingwei.org.auth import token_issue
@@ -190,6 +191,19 @@ def new_own_task(s: Side) -> FlowTask:
     return new_task(s, assignee_id=s.admin.pk)
 
 
+CALENDAR_HOURS = {"mon": [["08:00", "20:00"]], "sat": [["09:00", "12:00"]]}
+
+
+def new_calendar(s: Side) -> WorkCalendar:
+    """A fresh region's own business calendar."""
+    return flow_calendars.calendar_put(
+        actor=actor_for(s.admin),
+        name=s.name("日历"),
+        region_id=new_region(s).pk,
+        spec={"hours": CALENDAR_HOURS, "holidays": ["2026-12-31"]},
+    )
+
+
 def populate(s: Side) -> None:
     """At least one row of every kind the API lists, all labelled with the side's label."""
     for build in (
@@ -203,6 +217,7 @@ def populate(s: Side) -> None:
         new_notification,
         new_event,
         new_own_task,
+        new_calendar,
     ):
         build(s)
 
@@ -532,6 +547,12 @@ ENDPOINTS: list[Endpoint] = [
         body=lambda s: {"message": "paid", "data": {"paid": True}},
     ),
     Endpoint(
+        "POST",
+        "/api/flows/instances/{instance_id}/cancel",
+        target=_ids(instance_id=new_waiting_instance),
+        body=lambda s: {"reason": "客户撤单"},
+    ),
+    Endpoint(
         "GET",
         "/api/flows/tasks",
         rows=lambda s: FlowTask.objects.filter(tenant=s.tenant, assignee=s.admin, status="open"),
@@ -563,6 +584,23 @@ ENDPOINTS: list[Endpoint] = [
         body=lambda s: {"assignee_id": new_employee(s).pk, "reason": "调度改派"},
         body_refs={"assignee_id": _pk(new_employee)},
     ),
+    Endpoint("GET", "/api/flows/calendars", rows=_tenant_rows(WorkCalendar)),
+    Endpoint(
+        "PUT",
+        "/api/flows/calendars",
+        body=lambda s: {
+            "name": s.name("区域日历"),
+            "region_id": new_region(s).pk,
+            "timezone": "Asia/Shanghai",
+            "hours": CALENDAR_HOURS,
+            "public_holidays": "cn",
+            "holidays": ["2026-12-31"],
+            "workdays": {"2026-12-26": "mon"},
+        },
+        body_refs={"region_id": _pk(new_region)},
+    ),
+    Endpoint("GET", "/api/flows/calendars/{calendar_id}", target=_ids(calendar_id=new_calendar)),
+    Endpoint("DELETE", "/api/flows/calendars/{calendar_id}", target=_ids(calendar_id=new_calendar)),
 ]
 
 BY_KEY: dict[tuple[str, str], Endpoint] = {ep.key: ep for ep in ENDPOINTS}

@@ -3,9 +3,10 @@ a parallel fork/join, a timer, SLA escalation) and the amount-based approval."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.utils import timezone
@@ -442,9 +443,11 @@ def test_node_statistics_flag_a_slow_dispatch_as_a_bottleneck(org, admin, team, 
         )
         complete(open_task(instance))
         complete(open_task(instance))
-    # make every 派单 have taken 3 hours against its 2-hour target
-    for token in Token.objects.filter(instance__version=version, node_id="Task_Dispatch"):
-        Token.objects.filter(pk=token.pk).update(arrived_at=token.left_at - timedelta(hours=3))
+    # make every 派单 have taken 3 working hours (a Monday 09:00–12:00) against its 2-hour target
+    monday_nine = datetime(2026, 11, 23, 9, tzinfo=ZoneInfo("Asia/Shanghai"))
+    Token.objects.filter(instance__version=version, node_id="Task_Dispatch").update(
+        arrived_at=monday_nine, left_at=monday_nine + timedelta(hours=3)
+    )
 
     stats = {row["node_id"]: row for row in node_statistics(version)}
 

@@ -71,6 +71,26 @@ def timer_schedule(
         return keyed.get()
 
 
+def timer_create(
+    *,
+    tenant_id: int,
+    kind: str,
+    due_at: datetime,
+    payload: dict[str, Any] | None = None,
+    key: str = "",
+) -> Timer:
+    """Schedule a new timer whose key (if any) the caller knows is unused, e.g. one named after a
+    row just inserted: one INSERT, where timer_schedule first tries to take the key over. A used
+    key raises IntegrityError."""
+    if kind not in _handlers:
+        raise ValueError(f"no timer handler registered for {kind!r}")
+    if timezone.is_naive(due_at):
+        raise ValueError("due_at must be timezone-aware")
+    return Timer.objects.create(
+        tenant_id=tenant_id, kind=kind, key=key, due_at=due_at, payload=payload or {}
+    )
+
+
 def _reschedule(keyed: QuerySet[Timer], due_at: datetime, payload: dict[str, Any]) -> int:
     return keyed.update(
         due_at=due_at,

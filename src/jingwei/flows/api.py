@@ -2,18 +2,26 @@
 actions, statistics. Thin: parse, call a service, serialise."""
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from django.db.models import Q, QuerySet
 from django.http import HttpResponse
 from ninja import Field, Query, Router, Schema, Status
 from ninja.pagination import paginate
 
-from jingwei.core.api import DB_INT_MAX, AuthedRequest, Filters, In, Page
+from jingwei.core.api import DB_INT_MAX, AuthedRequest, Filters, In, Page, TimeZoneName
 from jingwei.core.errors import NotFound
 
-from . import services
-from .models import FlowEvent, Instance, ProcessDefinition, ProcessVersion, Task, TaskCandidate
+from . import calendars, services
+from .models import (
+    FlowEvent,
+    Instance,
+    ProcessDefinition,
+    ProcessVersion,
+    Task,
+    TaskCandidate,
+    WorkCalendar,
+)
 from .selectors import node_statistics
 
 router = Router(tags=["流程引擎"])
@@ -121,6 +129,10 @@ class NodeStatOut(Schema):
     target_seconds: float | None
     overdue_rate: float | None
     bottleneck: bool
+    time_basis: Literal["working", "calendar"] = Field(
+        ...,
+        description="用时口径：working 按工作日历的工作时间（与工作时间 SLA 可比），calendar 按自然时间",
+    )
 
 
 @router.get(
@@ -246,6 +258,16 @@ def send_message(request: AuthedRequest, instance_id: int, payload: MessageIn) -
     return services.instance_get(actor=request.actor, instance_id=instance_id)
 
 
+class CancelIn(In):
+    reason: str = Field(..., min_length=1, max_length=200)
+
+
+@router.post("/instances/{instance_id}/cancel", response=InstanceDetailOut, summary="撤销流程实例")
+def cancel_instance(request: AuthedRequest, instance_id: int, payload: CancelIn) -> Instance:
+    services.instance_cancel(actor=request.actor, instance_id=instance_id, reason=payload.reason)
+    return services.instance_get(actor=request.actor, instance_id=instance_id)
+
+
 # --- tasks -----------------------------------------------------------------------------------
 
 
@@ -325,3 +347,101 @@ def delegate_task(request: AuthedRequest, task_id: int, payload: ReassignIn) -> 
 @router.post("/tasks/{task_id}/transfer", response=TaskOut, summary="改派任务（调度）")
 def transfer_task(request: AuthedRequest, task_id: int, payload: ReassignIn) -> Task:
     return services.task_transfer(actor=request.actor, task_id=task_id, **payload.model_dump())
+
+
+# --- business calendars ----------------------------------------------------------------------
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+Clock = Annotated[str, Field(max_length=8, description="HH:MM 或 HH:MM:SS，24:00 可作结束")]
+DateText = Annotated[str, Field(max_length=10, description="YYYY-MM-DD")]
+WorkPeriod = Annotated[list[Clock], Field(min_length=2, max_length=2, description="[开始, 结束]")]
+
+
+class CalendarIn(In):
+    """A business calendar in the form `BusinessCalendar.from_dict` takes, with its name and place.
+    Times and dates are checked there; a bad one is a 422 naming it (e.g. `hours.mon.0.1`)."""
+
+    name: str = Field(..., min_length=1, max_length=100)
+    region_id: int | None = Field(
+        ..., ge=1, le=DB_INT_MAX, description="区域（也适用于其下级区域）；null 为全公司默认日历"
+    )
+    timezone: TimeZoneName | None = Field(
+        None, max_length=64, description="IANA 时区；不填则用该区域（或公司）的时区"
+    )
+    # Keys are checked by from_dict, which names a bad one (`hours.someday`) as pydantic does not.
+    hours: dict[str, Annotated[list[WorkPeriod], Field(max_length=48)]] = Field(
+        ...,
+        max_length=7,
+        description="每周各天（mon tue wed thu fri sat sun）的工作时段，"
+        '如 {"mon": [["09:00", "12:00"], ["13:00", "18:00"]]}；不写的那天休息',
+    )
+    public_holidays: Literal["cn"] | None = Field(
+        "cn", description="cn：按国务院公布的法定节假日放假、调休日上班；null：不用"
+    )
+    holidays: list[DateText] = Field(
+        default_factory=list, max_length=1000, description="额外的休息日"
+    )
+    workdays: dict[str, Weekday] = Field(
+        default_factory=dict,
+        max_length=1000,
+        description='额外的上班日及按星期几的时段上班，如 {"2026-12-26": "mon"}',
+    )
+
+
+class CalendarOut(Schema):
+    id: int
+    name: str
+    region_id: int | None
+    timezone: str
+    hours: dict[str, list[list[str]]]
+    public_holidays: str | None
+    holidays: list[str]
+    workdays: dict[str, str]
+    updated_at: datetime
+
+    @staticmethod
+    def resolve_timezone(obj: WorkCalendar) -> str:
+        return str(obj.spec.get("timezone", ""))
+
+    @staticmethod
+    def resolve_hours(obj: WorkCalendar) -> Any:
+        return obj.spec.get("hours", {})
+
+    @staticmethod
+    def resolve_public_holidays(obj: WorkCalendar) -> Any:
+        return obj.spec.get("public_holidays")
+
+    @staticmethod
+    def resolve_holidays(obj: WorkCalendar) -> Any:
+        return obj.spec.get("holidays", [])
+
+    @staticmethod
+    def resolve_workdays(obj: WorkCalendar) -> Any:
+        return obj.spec.get("workdays", {})
+
+
+@router.get("/calendars", response=list[CalendarOut], summary="工作日历（公司默认与各区域）")
+def list_calendars(request: AuthedRequest) -> QuerySet[WorkCalendar]:
+    return calendars.calendars_list(actor=request.actor)
+
+
+@router.put(
+    "/calendars", response=CalendarOut, summary="设置公司默认或某区域的工作日历（整体替换）"
+)
+def put_calendar(request: AuthedRequest, payload: CalendarIn) -> WorkCalendar:
+    data = payload.model_dump()
+    name, region_id = data.pop("name"), data.pop("region_id")
+    if data["timezone"] is None:
+        del data["timezone"]
+    return calendars.calendar_put(actor=request.actor, name=name, region_id=region_id, spec=data)
+
+
+@router.get("/calendars/{calendar_id}", response=CalendarOut, summary="工作日历详情")
+def get_calendar(request: AuthedRequest, calendar_id: int) -> WorkCalendar:
+    return calendars.calendar_get(actor=request.actor, calendar_id=calendar_id)
+
+
+@router.delete("/calendars/{calendar_id}", response={204: None}, summary="删除工作日历")
+def delete_calendar(request: AuthedRequest, calendar_id: int) -> Status[None]:
+    calendars.calendar_delete(actor=request.actor, calendar_id=calendar_id)
+    return Status(204, None)

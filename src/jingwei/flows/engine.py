@@ -1,6 +1,12 @@
 """The executor: moves tokens through a compiled spec, one transition per call, inside the caller's
 transaction. Services (flows.services) open the transaction and lock the rows; nothing here does.
 
+Within one operation (`recording()`), the rows nobody refers to are written together at its end:
+the event log, and the tokens that passed through a node without waiting (start, gateways,
+service tasks, end). A token that waits (task, timer, message, sub-flow, join) is saved at once,
+because tasks and timers point at it. So a task completion that walks through a gateway and two
+service tasks costs a handful of statements, not one per row; all of it still commits together.
+
 The spec (see flows.spec) is plain JSON kept on the immutable ProcessVersion:
     {"process_id", "name",
      "nodes": {id: {"type", "name", "incoming": [flow ids], "outgoing": [flow ids], ...settings}},
@@ -10,13 +16,15 @@ The spec (see flows.spec) is plain JSON kept on the immutable ProcessVersion:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.utils import timezone
 
 from jingwei.core.errors import DomainError
-from jingwei.core.timers import timer_cancel, timer_schedule
+from jingwei.core.timers import timer_cancel, timer_create, timer_schedule
 
 from . import assignment, sla
 from .expressions import ExpressionError, evaluate_condition
@@ -59,6 +67,57 @@ def known_actions() -> set[str]:
     return set(_actions)
 
 
+class _Journal(threading.local):
+    """What the current operation will write at its end (see the module docstring)."""
+
+    depth = 0
+
+    def __init__(self) -> None:
+        self.events: list[FlowEvent] = []
+        self.tokens: list[Token] = []
+        self.changed: dict[int, Instance] = {}  # instances whose data changed, by id()
+
+
+_journal = _Journal()
+
+
+@contextmanager
+def recording() -> Iterator[None]:
+    """Collect events and passed-through tokens; write them in two INSERTs when the outermost
+    recording ends without an error (inside the caller's transaction). Re-entrant."""
+    journal = _journal
+    journal.depth += 1
+    try:
+        yield
+        if journal.depth == 1:
+            _flush(journal)
+    finally:
+        journal.depth -= 1
+        if journal.depth == 0:
+            journal.events, journal.tokens, journal.changed = [], [], {}
+
+
+def _flush(journal: _Journal) -> None:
+    tokens, journal.tokens = journal.tokens, []
+    events, journal.events = journal.events, []
+    changed, journal.changed = journal.changed, {}
+    if tokens:
+        Token.objects.bulk_create(tokens)
+    if events:
+        FlowEvent.objects.bulk_create(events)
+    for instance in changed.values():
+        instance.save(update_fields=["data"])
+
+
+def update_data(instance: Instance, updates: dict[str, Any]) -> None:
+    """Merge `updates` into the case data; written once when the operation ends."""
+    instance.data = {**instance.data, **updates}
+    if _journal.depth:
+        _journal.changed[id(instance)] = instance
+    else:
+        instance.save(update_fields=["data"])
+
+
 def event(
     instance: Instance,
     kind: str,
@@ -67,8 +126,8 @@ def event(
     task: Task | None = None,
     actor_id: int | None = None,
     data: dict[str, Any] | None = None,
-) -> FlowEvent:
-    return FlowEvent.objects.create(
+) -> None:
+    row = FlowEvent(
         tenant_id=instance.tenant_id,
         instance=instance,
         at=timezone.now(),
@@ -78,9 +137,29 @@ def event(
         actor_id=actor_id,
         data=data or {},
     )
+    if _journal.depth:
+        _journal.events.append(row)
+    else:
+        row.save()
+
+
+def lock_instance(**lookup: Any) -> Instance | None:
+    """The instance matching `lookup`, its row locked, with its version. Every operation on an
+    instance locks this row before any of its tokens or tasks, so two operations on one instance
+    queue up instead of deadlocking."""
+    found: Instance | None = (
+        Instance.objects.select_for_update(of=("self",))
+        .select_related("version", "region", "department")
+        .defer("version__xml")  # the drawing; the engine runs the compiled spec
+        .order_by()
+        .filter(**lookup)
+        .first()
+    )
+    return found
 
 
 def spec_of(instance: Instance) -> dict[str, Any]:
+    # Callers load the version with the instance (select_related), so this reads no row.
     spec: dict[str, Any] = instance.version.spec
     return spec
 
@@ -111,14 +190,16 @@ def start(
         parent_token=parent_token,
         started_at=timezone.now(),
     )
-    event(instance, "instance.started", actor_id=actor_id, data={"version": version.number})
-    token = _new_token(instance, starts[0], via="")
-    run(instance, [token], actor_id=actor_id)
+    with recording():
+        event(instance, "instance.started", actor_id=actor_id, data={"version": version.number})
+        run(instance, [_new_token(instance, starts[0], via="")], actor_id=actor_id)
     return instance
 
 
 def _new_token(instance: Instance, node_id: str, via: str) -> Token:
-    return Token.objects.create(
+    """A token arriving at a node. Unsaved: it is written when it waits (`_wait`), or with the
+    operation's journal once it has passed through."""
+    return Token(
         tenant_id=instance.tenant_id,
         instance=instance,
         node_id=node_id,
@@ -127,23 +208,39 @@ def _new_token(instance: Instance, node_id: str, via: str) -> Token:
     )
 
 
+def _wait(token: Token) -> Token:
+    if token.pk is None:
+        token.save()
+    return token
+
+
 def _leave(token: Token, status: str = TokenStatus.DONE) -> None:
     token.status = status
     token.left_at = timezone.now()
-    token.save(update_fields=["status", "left_at"])
+    if token.pk is not None:
+        token.save(update_fields=["status", "left_at"])
+    elif _journal.depth:
+        _journal.tokens.append(token)
+    else:
+        token.save()
 
 
 def run(instance: Instance, tokens: list[Token], *, actor_id: int | None = None) -> None:
     """Advance the given tokens until each waits (task, timer, message, sub-flow, join) or ends."""
+    nodes = spec_of(instance)["nodes"]
     pending = list(tokens)
     steps = 0
-    while pending:
-        steps += 1
-        if steps > MAX_STEPS:
-            raise FlowError("流程在自动步骤中循环，已停止", code="flow_loop")
-        token = pending.pop(0)
-        pending.extend(_enter(instance, token, actor_id))
-    _maybe_finish(instance, actor_id)
+    ended = False
+    with recording():
+        while pending:
+            steps += 1
+            if steps > MAX_STEPS:
+                raise FlowError("流程在自动步骤中循环，已停止", code="flow_loop")
+            token = pending.pop(0)
+            ended = ended or nodes[token.node_id]["type"] == "endEvent"
+            pending.extend(_enter(instance, token, actor_id))
+        if ended:
+            _maybe_finish(instance, actor_id)
 
 
 def _enter(instance: Instance, token: Token, actor_id: int | None) -> list[Token]:
@@ -155,9 +252,9 @@ def _enter(instance: Instance, token: Token, actor_id: int | None) -> list[Token
         return _follow(instance, token, node["outgoing"])
     if kind == "endEvent":
         _leave(token)
-        event(instance, "node.left", token.node_id)
         return []
     if kind == "userTask":
+        _wait(token)
         _create_task(instance, token, node)
         _arm_boundaries(instance, token)
         return []
@@ -169,20 +266,25 @@ def _enter(instance: Instance, token: Token, actor_id: int | None) -> list[Token
     if kind == "parallelGateway":
         return _parallel(instance, token, node)
     if kind == "intermediateCatchEvent":
+        _wait(token)
         if node.get("timer"):
             _schedule_timer(instance, token, node["timer"], key=f"token:{token.pk}")
-        return []  # a message catch waits for flows.services.instance_message
+        else:  # a message catch waits for flows.services.instance_message
+            sla.arm_wait(instance, token, node)
+        return []
     if kind == "callActivity":
+        _wait(token)
         _arm_boundaries(instance, token)
+        sla.arm_wait(instance, token, node)
         _call(instance, token, node, actor_id)
         return []
     raise FlowError(f"不支持的节点类型 {kind}（{token.node_id}）", code="unsupported_node")
 
 
 def _follow(instance: Instance, token: Token, flow_ids: list[str]) -> list[Token]:
-    """Leave the token's node along the given flows: one new token per flow."""
+    """Leave the token's node along the given flows: one new token per flow. (No event: the
+    token row keeps when it left, and the next node's node.entered says where it went.)"""
     _leave(token)
-    event(instance, "node.left", token.node_id)
     flows = spec_of(instance)["flows"]
     return [_new_token(instance, flows[f]["target"], via=f) for f in flow_ids]
 
@@ -216,23 +318,25 @@ def _parallel(instance: Instance, token: Token, node: dict[str, Any]) -> list[To
     incoming = node["incoming"]
     if len(incoming) > 1:
         # A join: wait until a token has arrived along every incoming flow, then merge them.
-        waiting = list(
-            Token.objects.filter(
+        waiting = [
+            t
+            for t in Token.objects.filter(
                 instance=instance, node_id=token.node_id, status=TokenStatus.ACTIVE
             )
             .select_for_update()
             .order_by("id")
-        )
-        arrived = {t.via_flow for t in waiting}
+            if t.pk != token.pk
+        ]
+        arrived = {t.via_flow for t in waiting} | {token.via_flow}
         if not set(incoming) <= arrived:
+            _wait(token)
             event(instance, "join.waiting", token.node_id, data={"arrived": sorted(arrived)})
             return []
-        used: set[str] = set()
+        used = {token.via_flow}
         for t in waiting:
-            if t.pk != token.pk and t.via_flow not in used:
+            if t.via_flow not in used:
                 used.add(t.via_flow)
                 _leave(t)
-        used.add(token.via_flow)
     return _follow(instance, token, node["outgoing"])
 
 
@@ -244,8 +348,7 @@ def _run_action(instance: Instance, token: Token, node: dict[str, Any]) -> None:
         raise FlowError(f"未知的自动动作 {name!r}（{token.node_id}）", code="unknown_action")
     updates = fn(instance, node, dict(spec_action.get("params") or {}))
     if updates:
-        instance.data = {**instance.data, **updates}
-        instance.save(update_fields=["data"])
+        update_data(instance, updates)
     event(instance, "action.ran", token.node_id, data={"action": name, "updates": updates or {}})
 
 
@@ -264,11 +367,13 @@ def _create_task(instance: Instance, token: Token, node: dict[str, Any]) -> Task
         form_key=node.get("form_key") or "",
         assignee_id=pick.assignee_id,
         created_at=now,
+        due_at=sla.due(instance, node, now),
     )
-    TaskCandidate.objects.bulk_create(
-        TaskCandidate(tenant_id=instance.tenant_id, task=task, employee_id=pk)
-        for pk in pick.candidates
-    )
+    if pick.candidates:
+        TaskCandidate.objects.bulk_create(
+            TaskCandidate(tenant_id=instance.tenant_id, task=task, employee_id=pk)
+            for pk in pick.candidates
+        )
     event(
         instance,
         "task.created",
@@ -303,7 +408,8 @@ def _schedule_timer(
     boundary_id: str | None = None,
 ) -> None:
     due = sla.timer_due(instance, timer)
-    timer_schedule(
+    # The key names a token that has just started waiting: no timer can hold it yet.
+    timer_create(
         tenant_id=instance.tenant_id,
         kind=TIMER_KIND,
         key=key,
@@ -335,28 +441,82 @@ def _call(instance: Instance, token: Token, node: dict[str, Any], actor_id: int 
 
 
 def cancel_token(instance: Instance, token: Token, reason: str) -> None:
-    """Stop whatever waits at this token: its open tasks, their SLA timers, its boundary timers."""
+    """Stop whatever waits at this token: its open tasks, their SLA timers, its boundary timers,
+    the sub-flow a call activity is waiting for, a timer it waits on."""
+    node = spec_of(instance)["nodes"][token.node_id]
     for task in Task.objects.filter(token=token, status=TaskStatus.OPEN):
         task.status = TaskStatus.CANCELLED
         task.save(update_fields=["status"])
-        sla.disarm(task)
+        sla.disarm(task, node)
         event(instance, "task.cancelled", token.node_id, task=task, data={"reason": reason})
+    if node["type"] == "callActivity":
+        for sub in (
+            Instance.objects.select_for_update(of=("self",))
+            .select_related("version")
+            .filter(parent_token=token, status=InstanceStatus.RUNNING)
+        ):
+            cancel_instance(sub, reason=reason)
+    if node.get("timer"):
+        timer_cancel(tenant_id=instance.tenant_id, kind=TIMER_KIND, key=f"token:{token.pk}")
     disarm_boundaries(instance, token)
     _leave(token, TokenStatus.CANCELLED)
 
 
+def cancel_instance(instance: Instance, *, reason: str, actor_id: int | None = None) -> None:
+    """Stop a running instance (its case was withdrawn): every waiting token is cancelled with
+    its tasks and timers, sub-flows included. The instance row must be locked by the caller."""
+    if instance.status != InstanceStatus.RUNNING:
+        return
+    with recording():
+        for token in Token.objects.select_for_update().filter(
+            instance=instance, status=TokenStatus.ACTIVE
+        ):
+            cancel_token(instance, token, reason)
+        instance.status = InstanceStatus.CANCELLED
+        instance.ended_at = timezone.now()
+        instance.save(update_fields=["status", "ended_at"])
+        event(instance, "instance.cancelled", actor_id=actor_id, data={"reason": reason})
+
+
 def disarm_boundaries(instance: Instance, token: Token) -> None:
+    """Cancel the timers that watch a waiting token: its boundary timers and a wait's SLA."""
+    sla.disarm_wait(token, spec_of(instance)["nodes"][token.node_id])
     for boundary_id in spec_of(instance).get("boundaries", {}).get(token.node_id, []):
         timer_cancel(
             tenant_id=instance.tenant_id, kind=TIMER_KIND, key=f"token:{token.pk}:{boundary_id}"
         )
 
 
+def rebind_boundaries(instance: Instance, token: Token, previous: dict[str, Any]) -> None:
+    """After a migration to instance.version: the waiting token's boundary timers are those of the
+    new version (dropped ones cancelled, new ones set), still counted from when it arrived."""
+    for boundary_id in previous.get("boundaries", {}).get(token.node_id, []):
+        timer_cancel(
+            tenant_id=instance.tenant_id, kind=TIMER_KIND, key=f"token:{token.pk}:{boundary_id}"
+        )
+    spec = spec_of(instance)
+    for boundary_id in spec.get("boundaries", {}).get(token.node_id, []):
+        boundary = spec["nodes"][boundary_id]
+        if boundary.get("timer"):
+            timer_schedule(
+                tenant_id=instance.tenant_id,
+                kind=TIMER_KIND,
+                key=f"token:{token.pk}:{boundary_id}",
+                due_at=sla.timer_due(instance, boundary["timer"], start=token.arrived_at),
+                payload={
+                    "instance_id": instance.pk,
+                    "token_id": token.pk,
+                    "boundary_id": boundary_id,
+                },
+            )
+
+
 def move_on(instance: Instance, token: Token, *, actor_id: int | None) -> None:
     """The waiting token's node is done (task completed, timer fired, message arrived): go on."""
-    disarm_boundaries(instance, token)
-    node = spec_of(instance)["nodes"][token.node_id]
-    run(instance, _follow(instance, token, node["outgoing"]), actor_id=actor_id)
+    with recording():
+        disarm_boundaries(instance, token)
+        node = spec_of(instance)["nodes"][token.node_id]
+        run(instance, _follow(instance, token, node["outgoing"]), actor_id=actor_id)
 
 
 def _maybe_finish(instance: Instance, actor_id: int | None) -> None:
@@ -368,34 +528,43 @@ def _maybe_finish(instance: Instance, actor_id: int | None) -> None:
     instance.ended_at = timezone.now()
     instance.save(update_fields=["status", "ended_at"])
     event(instance, "instance.completed", actor_id=actor_id)
-    parent = instance.parent_token
-    if parent is not None and parent.status == TokenStatus.ACTIVE:
-        outer = parent.instance
-        outer.data = {**outer.data, **instance.data}
-        outer.save(update_fields=["data"])
+    if instance.parent_token_id is None:
+        return
+    outer = lock_instance(tokens__pk=instance.parent_token_id)
+    parent = (
+        Token.objects.select_for_update()
+        .filter(pk=instance.parent_token_id, status=TokenStatus.ACTIVE)
+        .first()
+    )
+    if outer is not None and parent is not None:
+        parent.instance = outer
+        update_data(outer, instance.data)
         event(outer, "subflow.completed", parent.node_id, data={"instance_id": instance.pk})
         move_on(outer, parent, actor_id=actor_id)
 
 
 def fire_timer(payload: dict[str, Any]) -> None:
     """Timer handler body for intermediate and boundary timers (see flows.timer_handlers)."""
+    instance = lock_instance(tokens__pk=payload["token_id"])
     token = (
         Token.objects.select_for_update()
-        .select_related("instance__version")
         .filter(pk=payload["token_id"], status=TokenStatus.ACTIVE)
         .first()
     )
-    if token is None:
+    if instance is None or token is None:
         return  # the token moved on meanwhile: the timer is moot
-    instance = token.instance
+    token.instance = instance
     boundary_id = payload.get("boundary_id")
-    if not boundary_id:
-        event(instance, "timer.fired", token.node_id)
-        move_on(instance, token, actor_id=None)
-        return
-    boundary = spec_of(instance)["nodes"][boundary_id]
-    event(instance, "timer.fired", boundary_id, data={"attached_to": token.node_id})
-    if boundary.get("cancel_activity", True):
-        cancel_token(instance, token, reason=f"边界定时器 {boundary_id}")
-    branch = _new_token(instance, boundary_id, via="")
-    run(instance, _follow(instance, branch, boundary["outgoing"]))
+    with recording():
+        if not boundary_id:
+            event(instance, "timer.fired", token.node_id)
+            move_on(instance, token, actor_id=None)
+            return
+        boundary = spec_of(instance)["nodes"].get(boundary_id)
+        if boundary is None:
+            return  # left behind by a migration to a version without it
+        event(instance, "timer.fired", boundary_id, data={"attached_to": token.node_id})
+        if boundary.get("cancel_activity", True):
+            cancel_token(instance, token, reason=f"边界定时器 {boundary_id}")
+        branch = _new_token(instance, boundary_id, via="")
+        run(instance, _follow(instance, branch, boundary["outgoing"]))

@@ -229,3 +229,33 @@ class FlowEvent(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.node_id}"
+
+
+class WorkCalendar(TenantModel):
+    """A business calendar kept as data (`flows.calendars`): the tenant's default when `region` is
+    empty, else a region's, which also covers the regions below it that have none of their own.
+    `spec` is the JSON form of `calendar.BusinessCalendar` (`to_dict()`), validated on save."""
+
+    name = models.CharField("名称", max_length=100)
+    region = models.ForeignKey(
+        "org.Region", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    spec = models.JSONField("日历")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "工作日历"
+        verbose_name_plural = "工作日历"
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "region"], name="work_calendar_per_region"),
+            # NULLs are distinct in the one above: at most one default per tenant needs its own.
+            models.UniqueConstraint(
+                fields=["tenant"],
+                condition=Q(region__isnull=True),
+                name="work_calendar_tenant_default",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

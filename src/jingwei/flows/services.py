@@ -13,8 +13,9 @@ from django.utils import timezone
 
 from jingwei.audit.services import audit_record
 from jingwei.core.errors import Conflict, DomainError, Forbidden, NotFound
-from jingwei.org.models import Department, Employee, Region
+from jingwei.org.models import Employee
 from jingwei.org.scope import Actor
+from jingwei.org.services import check_refs
 
 from . import engine, sla
 from .models import (
@@ -141,21 +142,9 @@ def instance_start(
     """Start the latest version of `key`. Domain services call this for their cases."""
     actor.require(START)
     with transaction.atomic(durable=True):
-        for field, model in (
-            ("region_id", Region),
-            ("department_id", Department),
-            ("owner_id", Employee),
-        ):
-            value = {"region_id": region_id, "department_id": department_id, "owner_id": owner_id}[
-                field
-            ]
-            if (
-                value is not None
-                and not model.objects.filter(tenant_id=actor.tenant_id, pk=value).exists()
-            ):
-                raise DomainError(
-                    f"{model._meta.verbose_name}不存在", code="invalid_reference", field=field
-                )
+        check_refs(
+            actor, {"region_id": region_id, "department_id": department_id, "owner_id": owner_id}
+        )
         version = latest_version(tenant_id=actor.tenant_id, key=key)
         instance = engine.start(
             version,
@@ -189,10 +178,11 @@ def instance_message(
 ) -> Instance:
     """Deliver an outside signal to a waiting message-catch event of the instance."""
     actor.require(START)
-    with transaction.atomic(durable=True):
-        instance = instance_get(actor=actor, instance_id=instance_id)
-        Instance.objects.select_for_update().filter(pk=instance.pk).first()
-        nodes = instance.version.spec["nodes"]
+    with transaction.atomic(durable=True), engine.recording():
+        instance_get(actor=actor, instance_id=instance_id)
+        instance = engine.lock_instance(pk=instance_id)
+        assert instance is not None
+        nodes = engine.spec_of(instance)["nodes"]
         waiting = [
             t
             for t in Token.objects.select_for_update().filter(
@@ -204,8 +194,7 @@ def instance_message(
         if not waiting:
             raise Conflict(f"实例没有在等待消息 {message!r}", code="not_waiting", field="message")
         if data:
-            instance.data = {**instance.data, **data}
-            instance.save(update_fields=["data"])
+            engine.update_data(instance, data)
         engine.event(
             instance,
             "message.received",
@@ -217,19 +206,50 @@ def instance_message(
         return instance
 
 
+def instance_cancel(*, actor: Actor, instance_id: int, reason: str) -> Instance:
+    """Withdraw a running instance (e.g. its ticket was cancelled): open tasks, timers and
+    sub-flows stop. Needs flow.manage over the case."""
+    actor.require(MANAGE)
+    if not reason.strip():
+        raise DomainError("请填写撤销原因", code="reason_required", field="reason")
+    with transaction.atomic(durable=True), engine.recording():
+        instance_get(actor=actor, instance_id=instance_id)
+        if not Instance.objects.visible_to(actor, MANAGE).filter(pk=instance_id).exists():
+            raise Forbidden("只能撤销自己数据范围内的流程", code="out_of_scope")
+        instance = engine.lock_instance(pk=instance_id)
+        assert instance is not None
+        if instance.status != InstanceStatus.RUNNING:
+            raise Conflict(
+                f"流程已{instance.get_status_display()}，不能撤销", code="instance_not_running"
+            )
+        engine.cancel_instance(instance, reason=reason, actor_id=actor.employee_id)
+        audit_record(
+            actor=actor,
+            tenant_id=actor.tenant_id,
+            action="flows.instance.cancelled",
+            subject=instance,
+            data={"reason": reason, "business_key": instance.business_key},
+        )
+        return instance
+
+
 # --- tasks -----------------------------------------------------------------------------------
 
 
-def _task_for_update(actor: Actor, task_id: int) -> Task:
-    """The task, locked, if the actor may see it (as assignee, candidate or within flow.view scope)."""
-    task = (
-        Task.objects.select_for_update(of=("self",))
-        .select_related("instance__version")
-        .filter(tenant_id=actor.tenant_id, pk=task_id)
-        .first()
-    )
+def _task_for_update(actor: Actor, task_id: int, instance: Instance | None = None) -> Task:
+    """The task, locked, if the actor may see it (as assignee, candidate or within flow.view scope).
+    Given its instance (already locked: instance rows are locked first, always), the task's token
+    is locked and loaded with it."""
+    qs = Task.objects.filter(tenant_id=actor.tenant_id, pk=task_id)
+    if instance is None:
+        qs = qs.select_for_update(of=("self",)).select_related("instance__version")
+    else:
+        qs = qs.select_for_update(of=("self", "token")).select_related("token")
+    task = qs.first()
     if task is None or not _may_see(actor, task):
         raise NotFound("任务不存在", field="id")
+    if instance is not None:
+        task.instance = instance
     return task
 
 
@@ -264,13 +284,15 @@ def _may_act(actor: Actor, task: Task) -> bool:
 def task_complete(
     *, actor: Actor, task_id: int, outcome: str = "", data: dict[str, Any] | None = None
 ) -> Task:
-    with transaction.atomic(durable=True):
-        task = _task_for_update(actor, task_id)
+    with transaction.atomic(durable=True), engine.recording():
+        instance = engine.lock_instance(tenant_id=actor.tenant_id, tasks__pk=task_id)
+        if instance is None:
+            raise NotFound("任务不存在", field="id")
+        task = _task_for_update(actor, task_id, instance)
         _ensure_open(task)
         if not _may_act(actor, task):
             raise Forbidden("这不是您的任务", code="not_your_task")
-        instance = Instance.objects.select_for_update().get(pk=task.instance_id)
-        node = instance.version.spec["nodes"][task.node_id]
+        node = engine.spec_of(instance)["nodes"][task.node_id]
         allowed = [o["id"] for o in node.get("outcomes") or []]
         if allowed and outcome not in allowed:
             raise DomainError(
@@ -283,14 +305,13 @@ def task_complete(
         if task.assignee_id is None:
             task.assignee_id = actor.employee_id
         task.save(update_fields=["status", "outcome", "completed_at", "completed_by", "assignee"])
-        sla.disarm(task)
+        sla.disarm(task, node)
         outcomes = (
             {**instance.data.get("outcomes", {}), task.node_id: outcome}
             if outcome
             else instance.data.get("outcomes", {})
         )
-        instance.data = {**instance.data, **(data or {}), "outcome": outcome, "outcomes": outcomes}
-        instance.save(update_fields=["data"])
+        engine.update_data(instance, {**(data or {}), "outcome": outcome, "outcomes": outcomes})
         engine.event(
             instance,
             "task.completed",
@@ -299,8 +320,7 @@ def task_complete(
             actor_id=actor.employee_id,
             data={"outcome": outcome},
         )
-        token = Token.objects.select_for_update().get(pk=task.token_id)
-        engine.move_on(instance, token, actor_id=actor.employee_id)
+        engine.move_on(instance, task.token, actor_id=actor.employee_id)
         return task
 
 
@@ -376,27 +396,29 @@ def instances_migrate(
     *, actor: Actor, key: str, from_number: int, to_number: int
 ) -> dict[str, Any]:
     """Move running instances of one version to another where every active node id exists in the
-    target; report those that cannot move (and why). Each instance moves in its own savepoint."""
+    target with the same type; report those that cannot move (and why). Boundary timers of the
+    moved tokens follow the target version. One transaction for the whole run."""
     actor.require_tenant_wide(MANAGE)
-    with transaction.atomic(durable=True):
+    with transaction.atomic(durable=True), engine.recording():
         definition = definition_get(actor=actor, key=key, lock=True)
         versions = {
             v.number: v for v in definition.versions.filter(number__in=[from_number, to_number])
         }
         if from_number not in versions or to_number not in versions:
             raise NotFound("版本不存在", field="to_number")
-        target = versions[to_number]
+        source, target = versions[from_number], versions[to_number]
         moved, refused = [], []
         for instance in Instance.objects.select_for_update().filter(
-            version=versions[from_number], status=InstanceStatus.RUNNING
+            version=source, status=InstanceStatus.RUNNING
         ):
+            tokens = list(instance.tokens.filter(status=TokenStatus.ACTIVE))
             missing = sorted(
                 {
                     t.node_id
-                    for t in instance.tokens.filter(status=TokenStatus.ACTIVE)
+                    for t in tokens
                     if t.node_id not in target.spec["nodes"]
                     or target.spec["nodes"][t.node_id]["type"]
-                    != versions[from_number].spec["nodes"][t.node_id]["type"]
+                    != source.spec["nodes"][t.node_id]["type"]
                 }
             )
             if missing:
@@ -404,6 +426,8 @@ def instances_migrate(
                 continue
             instance.version = target
             instance.save(update_fields=["version"])
+            for token in tokens:
+                engine.rebind_boundaries(instance, token, source.spec)
             engine.event(
                 instance,
                 "instance.migrated",

@@ -11,4 +11,5 @@ def on_flow_timer(timer: Timer) -> None:
 
 @timer_handler(sla.SLA_TIMER)
 def on_sla_step(timer: Timer) -> None:
-    sla.fire(timer.payload)
+    with engine.recording():
+        sla.fire(timer.payload)

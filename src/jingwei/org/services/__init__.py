@@ -1,7 +1,13 @@
 """Org operations: trees, employees, roles and grants. Each top-level service is one transaction,
 checks the actor's permission itself, and records an audit event."""
 
-from .common import GRANT_EXPIRY_TIMER, MANAGE, employees_holding, permission_catalogue_sync
+from .common import (
+    GRANT_EXPIRY_TIMER,
+    MANAGE,
+    check_refs,
+    employees_holding,
+    permission_catalogue_sync,
+)
 from .employees import (
     employee_create,
     employee_get,
@@ -25,6 +31,7 @@ __all__ = [
     "MANAGE",
     "assignment_create",
     "assignment_revoke",
+    "check_refs",
     "employee_create",
     "employee_get",
     "employee_leave",

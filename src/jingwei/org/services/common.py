@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from jingwei.core.errors import Forbidden
+from django.db import models
+
+from jingwei.core.errors import DomainError, Forbidden
 from jingwei.org.models import (
     Department,
     Employee,
@@ -19,6 +22,27 @@ from jingwei.org.scope import Actor
 
 MANAGE = "org.manage"
 GRANT_EXPIRY_TIMER = "org.grant_expired"
+
+# The org rows other modules refer to by id, by the field name they use for them.
+REFERENCES: dict[str, type[models.Model]] = {
+    "department_id": Department,
+    "region_id": Region,
+    "manager_id": Employee,
+    "owner_id": Employee,
+}
+
+
+def check_refs(actor: Actor, data: dict[str, Any]) -> None:
+    """Every department, region or person `data` refers to (by the field names in REFERENCES;
+    None means none) exists in the actor's tenant: another tenant's id reads as missing."""
+    for field, value in data.items():
+        model = REFERENCES.get(field)
+        if model is None or value is None:
+            continue
+        if not model._default_manager.filter(tenant_id=actor.tenant_id, pk=value).exists():
+            raise DomainError(
+                f"{model._meta.verbose_name}不存在", code="invalid_reference", field=field
+            )
 
 
 def permission_catalogue_sync() -> None:

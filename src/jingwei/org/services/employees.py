@@ -15,10 +15,10 @@ from jingwei.audit.services import audit_record, export_guard, snapshot
 from jingwei.core.errors import Conflict, DomainError, Forbidden, NotFound
 from jingwei.core.exports import csv_document
 from jingwei.core.pii import present_id_number, present_phone
-from jingwei.org.models import Department, Employee, EmployeeStatus, Region, RoleAssignment
+from jingwei.org.models import Employee, EmployeeStatus, RoleAssignment
 from jingwei.org.scope import Actor
 
-from .common import MANAGE, ensure_may_delegate, ensure_outranks, role_codes
+from .common import MANAGE, check_refs, ensure_may_delegate, ensure_outranks, role_codes
 
 SECURITY = "security.alert"
 
@@ -38,24 +38,6 @@ def employee_get(
     if employee is None:
         raise NotFound("员工不存在", field="id")
     return employee
-
-
-def _check_refs(actor: Actor, data: dict[str, Any]) -> None:
-    """Referenced department, region and manager must exist in the actor's tenant."""
-    refs: list[tuple[str, Any]] = [
-        ("department_id", Department),
-        ("region_id", Region),
-        ("manager_id", Employee),
-    ]
-    for field, model in refs:
-        value = data.get(field)
-        if (
-            value is not None
-            and not model.objects.filter(tenant_id=actor.tenant_id, pk=value).exists()
-        ):
-            raise DomainError(
-                f"{model._meta.verbose_name}不存在", code="invalid_reference", field=field
-            )
 
 
 def _check_manager_chain(employee: Employee, manager_id: int | None) -> None:
@@ -79,7 +61,7 @@ def employee_create(
     actor.require(MANAGE)
     user_model = get_user_model()
     with transaction.atomic(durable=True):
-        _check_refs(actor, fields)
+        check_refs(actor, fields)
         try:
             validate_password(password)
         except DjangoValidationError as exc:
@@ -143,7 +125,7 @@ def employee_update(*, actor: Actor, employee_id: int, changes: dict[str, Any]) 
     with transaction.atomic(durable=True):
         employee = employee_get(actor=actor, employee_id=employee_id, perm=MANAGE, lock=True)
         ensure_outranks(actor, employee)
-        _check_refs(actor, changes)
+        check_refs(actor, changes)
         if "manager_id" in changes:
             _check_manager_chain(employee, changes["manager_id"])
         before = snapshot(employee)

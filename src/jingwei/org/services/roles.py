@@ -15,8 +15,8 @@ from jingwei.org.models import DataScope, Employee, Role, RoleAssignment, RolePe
 from jingwei.org.permissions import PERMISSIONS
 from jingwei.org.scope import Actor
 
-from .common import GRANT_EXPIRY_TIMER, MANAGE, ensure_may_delegate, role_codes
-from .employees import _check_refs, employee_get
+from .common import GRANT_EXPIRY_TIMER, MANAGE, check_refs, ensure_may_delegate, role_codes
+from .employees import employee_get
 
 
 def _valid_codes(codes: list[str]) -> list[str]:
@@ -161,7 +161,7 @@ def assignment_create(
     with transaction.atomic(durable=True):
         employee = employee_get(actor=actor, employee_id=employee_id, perm=MANAGE)
         role = _role(actor, role_id)
-        _check_refs(actor, {"department_id": department_id, "region_id": region_id})
+        check_refs(actor, {"department_id": department_id, "region_id": region_id})
         ensure_may_delegate(
             actor,
             employee=employee,
