@@ -180,6 +180,8 @@ class Task(TenantModel):
             models.Index(
                 fields=["tenant", "due_at"], name="task_open_by_due", condition=Q(status="open")
             ),
+            # round robin: the latest task of a node, read backwards (assignment.next_in_turn)
+            models.Index(fields=["tenant", "node_id", "id"], name="task_by_node"),
         ]
 
     def __str__(self) -> str:
