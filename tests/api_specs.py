@@ -32,6 +32,9 @@ from django.utils import timezone
 
 from jingwei.audit.models import AuditEvent
 from jingwei.audit.services import audit_record
+from jingwei.customers import services as customers
+from jingwei.customers.identities import IdentityInput
+from jingwei.customers.models import Customer, MergeCandidate, MergeRecord
 from jingwei.flows import calendars as flow_calendars
 from jingwei.flows import services as flows
 from jingwei.flows.models import Instance as FlowInstance
@@ -204,6 +207,48 @@ def new_calendar(s: Side) -> WorkCalendar:
     )
 
 
+def new_phone() -> str:
+    return f"139{next(_seq):08d}"
+
+
+def new_customer(s: Side, name: str | None = None, phone: str | None = None) -> Customer:
+    """A customer of 上海 / 华东服务部 owned by the side's admin, with a phone and an e-mail."""
+    return customers.customer_resolve(
+        actor=actor_for(s.admin),
+        identities=[
+            IdentityInput("phone", phone or new_phone()),
+            IdentityInput("email", f"{s.slug}.{next(_seq)}@example.cn"),
+        ],
+        profile={
+            "name": name or s.name("客户"),
+            "company_name": s.name("公司"),
+            "region_id": s.org.shanghai.pk,
+            "department_id": s.org.east_dept.pk,
+        },
+    ).customer
+
+
+def new_candidate(s: Side) -> MergeCandidate:
+    """Two namesakes whose phones differ in the last digit: proposed for merging."""
+    n = next(_seq)
+    name = s.name("疑似")
+    first = new_customer(s, name, f"137{n:07d}1")
+    second = new_customer(s, name, f"137{n:07d}2")
+    return MergeCandidate.objects.get(tenant=s.tenant, customer=first, other=second)
+
+
+def new_merge(s: Side) -> MergeRecord:
+    target, source = new_customer(s), new_customer(s)
+    return customers.customer_merge(
+        actor=actor_for(s.admin), target_id=target.pk, source_id=source.pk, reason="重复登记"
+    )
+
+
+def new_customer_identity(s: Side) -> dict[str, int]:
+    customer = new_customer(s)
+    return {"customer_id": customer.pk, "identity_id": customer.identities.first().pk}
+
+
 def populate(s: Side) -> None:
     """At least one row of every kind the API lists, all labelled with the side's label."""
     for build in (
@@ -218,6 +263,9 @@ def populate(s: Side) -> None:
         new_event,
         new_own_task,
         new_calendar,
+        new_customer,
+        new_candidate,
+        new_merge,
     ):
         build(s)
 
@@ -270,6 +318,19 @@ _EMPLOYEE_REFS: dict[str, Callable[[Side], int]] = {
     "department_id": _pk(new_department),
     "region_id": _pk(new_region),
     "manager_id": _pk(new_employee),
+}
+
+
+_CUSTOMER_FILTERS: dict[str, Callable[[Side], Any]] = {
+    "region_id": lambda s: s.org.east.pk,
+    "department_id": lambda s: s.org.east_dept.pk,
+    "owner_id": lambda s: s.admin.pk,
+    "q": lambda s: s.label,
+}
+_CUSTOMER_REFS: dict[str, Callable[[Side], int]] = {
+    "region_id": _pk(new_region),
+    "department_id": _pk(new_department),
+    "owner_id": _pk(new_employee),
 }
 
 
@@ -601,6 +662,102 @@ ENDPOINTS: list[Endpoint] = [
     ),
     Endpoint("GET", "/api/flows/calendars/{calendar_id}", target=_ids(calendar_id=new_calendar)),
     Endpoint("DELETE", "/api/flows/calendars/{calendar_id}", target=_ids(calendar_id=new_calendar)),
+    # --- customers ---
+    Endpoint(
+        "GET",
+        "/api/customers",
+        rows=lambda s: Customer.objects.filter(tenant=s.tenant, merged_into=None),
+        query_refs=_CUSTOMER_FILTERS,
+    ),
+    Endpoint(
+        "POST",
+        "/api/customers",
+        body=lambda s: {
+            "kind": "person",
+            "name": s.name("新客户"),
+            "company_name": s.name("新公司"),
+            "region_id": s.org.shanghai.pk,
+            "department_id": s.org.east_dept.pk,
+            "owner_id": s.admin.pk,
+            "level": "vip",
+            "source": "官网",
+            "remark": "咨询空调维修",
+            "collaborator_ids": [new_employee(s).pk],
+            "identities": [
+                {"kind": "phone", "value": f"+86 {new_phone()}", "verified": True},
+                {"kind": "wechat_openid", "value": f"oDemo{next(_seq)}", "namespace": "wx0demo"},
+            ],
+        },
+        body_refs=_CUSTOMER_REFS,
+    ),
+    Endpoint(
+        "GET",
+        "/api/customers/merge-candidates",
+        rows=lambda s: MergeCandidate.objects.filter(
+            tenant=s.tenant,
+            status="proposed",
+            customer__merged_into=None,
+            other__merged_into=None,
+        ),
+        query_refs={"customer_id": lambda s: new_candidate(s).customer_id},
+    ),
+    Endpoint(
+        "POST",
+        "/api/customers/merge-candidates/{candidate_id}/accept",
+        target=_ids(candidate_id=new_candidate),
+        body=lambda s: {"note": "同一人"},
+    ),
+    Endpoint(
+        "POST",
+        "/api/customers/merge-candidates/{candidate_id}/reject",
+        target=_ids(candidate_id=new_candidate),
+        body=lambda s: {"note": "不是同一人"},
+    ),
+    Endpoint(
+        "POST",
+        "/api/customers/merges/{merge_id}/undo",
+        target=_ids(merge_id=new_merge),
+        body=lambda s: {"reason": "合并错了"},
+    ),
+    Endpoint("GET", "/api/customers/{customer_id}", target=_ids(customer_id=new_customer)),
+    Endpoint(
+        "PATCH",
+        "/api/customers/{customer_id}",
+        target=_ids(customer_id=new_customer),
+        body=lambda s: {
+            "name": s.name("改名客户"),
+            "level": "vip",
+            "region_id": s.org.guangzhou.pk,
+            "department_id": s.org.south_dept.pk,
+            "owner_id": s.admin.pk,
+            "collaborator_ids": [new_employee(s).pk],
+        },
+        body_refs=_CUSTOMER_REFS,
+    ),
+    Endpoint(
+        "POST",
+        "/api/customers/{customer_id}/identities",
+        target=_ids(customer_id=new_customer),
+        body=lambda s: {
+            "kind": "email",
+            "value": f"{s.slug}.{next(_seq)}@Example.CN",
+            "verified": True,
+            "source": "manual",
+        },
+    ),
+    Endpoint(
+        "DELETE",
+        "/api/customers/{customer_id}/identities/{identity_id}",
+        target=new_customer_identity,
+    ),
+    Endpoint(
+        "POST",
+        "/api/customers/{customer_id}/merge",
+        target=_ids(customer_id=new_customer),
+        body=lambda s: {"source_id": new_customer(s).pk, "reason": "同一人"},
+        body_refs={"source_id": _pk(new_customer)},
+    ),
+    Endpoint("GET", "/api/customers/{customer_id}/merges", target=_ids(customer_id=new_customer)),
 ]
 
 BY_KEY: dict[tuple[str, str], Endpoint] = {ep.key: ep for ep in ENDPOINTS}

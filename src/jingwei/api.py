@@ -6,6 +6,7 @@ from ninja import NinjaAPI
 
 from jingwei.audit.api import router as audit_router
 from jingwei.core.api import install_error_handlers
+from jingwei.customers.api import router as customers_router
 from jingwei.flows.api import router as flows_router
 from jingwei.notify.api import router as notify_router
 from jingwei.org.api import router as org_router
@@ -27,3 +28,4 @@ api.add_router("/org", org_router)
 api.add_router("/audit", audit_router)
 api.add_router("/notify", notify_router)
 api.add_router("/flows", flows_router)
+api.add_router("", customers_router)  # its paths start with /customers

@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "jingwei.audit",
     "jingwei.notify",
     "jingwei.flows",
+    "jingwei.customers",
 ]
 
 MIDDLEWARE = [

@@ -3,6 +3,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from jingwei.core.errors import DomainError
+from jingwei.customers.demo import load_demo_customers
 from jingwei.flows.demo import load_shipped_flows
 from jingwei.org.demo import DEMO_PASSWORD, demo_logins, load_demo
 
@@ -19,6 +20,7 @@ class Command(BaseCommand):
         except DomainError as exc:
             raise CommandError(exc.message) from exc
         load_shipped_flows(tenant.pk)
+        load_demo_customers(tenant.pk)
         if quiet:
             return
         self.stdout.write(f"演示企业：{tenant.name}   所有演示账号的密码：{DEMO_PASSWORD}")
