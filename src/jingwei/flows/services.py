@@ -143,7 +143,8 @@ def instance_start(
     actor.require(START)
     with transaction.atomic(durable=True):
         check_refs(
-            actor, {"region_id": region_id, "department_id": department_id, "owner_id": owner_id}
+            actor.tenant_id,
+            {"region_id": region_id, "department_id": department_id, "owner_id": owner_id},
         )
         version = latest_version(tenant_id=actor.tenant_id, key=key)
         instance = engine.start(

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
-from django.db import models
-
 from jingwei.audit.services import audit_record
-from jingwei.core.errors import Conflict, DomainError, Forbidden, NotFound
-from jingwei.org.models import Department, Employee, Region
+from jingwei.core.errors import Conflict, Forbidden, NotFound
 from jingwei.org.scope import Actor
 
 from ..identities import mask_identity
@@ -36,12 +33,6 @@ PROFILE_FIELDS = (
 )
 FILLABLE = ("company_name", "region_id", "department_id", "owner_id", "source", "remark")
 
-_REFERENCES: dict[str, type[models.Model]] = {
-    "region_id": Region,
-    "department_id": Department,
-    "owner_id": Employee,
-}
-
 # Legal-form words that say nothing about which company it is.
 _COMPANY_SUFFIXES = (
     "股份有限公司",
@@ -58,27 +49,6 @@ _COMPANY_SUFFIXES = (
     "inc.",
     "inc",
 )
-
-
-def check_refs(tenant_id: int, data: Mapping[str, Any]) -> None:
-    """Every region, department, owner and collaborator `data` names exists in the tenant; another
-    tenant's id reads exactly like a missing one."""
-    for field, model in _REFERENCES.items():
-        value = data.get(field)
-        if (
-            value is not None
-            and not model._default_manager.filter(tenant_id=tenant_id, pk=value).exists()
-        ):
-            raise DomainError(
-                f"{model._meta.verbose_name}不存在", code="invalid_reference", field=field
-            )
-    wanted = set(data.get("collaborator_ids") or ())
-    if wanted:
-        found = set(
-            Employee.objects.filter(tenant_id=tenant_id, pk__in=wanted).values_list("pk", flat=True)
-        )
-        if found != wanted:
-            raise DomainError("协作人不存在", code="invalid_reference", field="collaborator_ids")
 
 
 def company_key(kind: str, name: str, company_name: str) -> str:

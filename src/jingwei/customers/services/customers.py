@@ -12,12 +12,12 @@ from django.utils import timezone
 from jingwei.audit.services import changed, snapshot
 from jingwei.core.errors import Conflict, Invalid, NotFound
 from jingwei.org.scope import Actor
+from jingwei.org.services import check_refs
 
 from ..identities import IdentityInput, identity_key
 from ..models import Customer, CustomerCollaborator, Identity, IdentityStatus
 from .common import (
     PROFILE_FIELDS,
-    check_refs,
     company_key,
     customer_for_write,
     ensure_still_visible,

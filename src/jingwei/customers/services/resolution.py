@@ -26,6 +26,7 @@ from django.utils import timezone
 from jingwei.audit.services import snapshot
 from jingwei.core.errors import Conflict, Invalid
 from jingwei.org.scope import Actor
+from jingwei.org.services import check_refs
 
 from ..identities import IdentityInput, IdentityKey, IdentityKind, identity_key
 from ..models import (
@@ -42,7 +43,6 @@ from .common import (
     EDIT,
     FILLABLE,
     PROFILE_FIELDS,
-    check_refs,
     company_key,
     ensure_still_visible,
     identity_snapshot,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -32,17 +33,25 @@ REFERENCES: dict[str, type[models.Model]] = {
 }
 
 
-def check_refs(actor: Actor, data: dict[str, Any]) -> None:
-    """Every department, region or person `data` refers to (by the field names in REFERENCES;
-    None means none) exists in the actor's tenant: another tenant's id reads as missing."""
+def check_refs(tenant_id: int, data: Mapping[str, Any]) -> None:
+    """Every department, region or person `data` refers to (by the field names in REFERENCES, and
+    `collaborator_ids` as a list of people; None means none) exists in the tenant: another
+    tenant's id reads as missing."""
     for field, value in data.items():
         model = REFERENCES.get(field)
         if model is None or value is None:
             continue
-        if not model._default_manager.filter(tenant_id=actor.tenant_id, pk=value).exists():
+        if not model._default_manager.filter(tenant_id=tenant_id, pk=value).exists():
             raise DomainError(
                 f"{model._meta.verbose_name}不存在", code="invalid_reference", field=field
             )
+    wanted = set(data.get("collaborator_ids") or ())
+    if wanted:
+        found = set(
+            Employee.objects.filter(tenant_id=tenant_id, pk__in=wanted).values_list("pk", flat=True)
+        )
+        if found != wanted:
+            raise DomainError("协作人不存在", code="invalid_reference", field="collaborator_ids")
 
 
 def permission_catalogue_sync() -> None:

@@ -61,7 +61,7 @@ def employee_create(
     actor.require(MANAGE)
     user_model = get_user_model()
     with transaction.atomic(durable=True):
-        check_refs(actor, fields)
+        check_refs(actor.tenant_id, fields)
         try:
             validate_password(password)
         except DjangoValidationError as exc:
@@ -125,7 +125,7 @@ def employee_update(*, actor: Actor, employee_id: int, changes: dict[str, Any]) 
     with transaction.atomic(durable=True):
         employee = employee_get(actor=actor, employee_id=employee_id, perm=MANAGE, lock=True)
         ensure_outranks(actor, employee)
-        check_refs(actor, changes)
+        check_refs(actor.tenant_id, changes)
         if "manager_id" in changes:
             _check_manager_chain(employee, changes["manager_id"])
         before = snapshot(employee)

@@ -161,7 +161,7 @@ def assignment_create(
     with transaction.atomic(durable=True):
         employee = employee_get(actor=actor, employee_id=employee_id, perm=MANAGE)
         role = _role(actor, role_id)
-        check_refs(actor, {"department_id": department_id, "region_id": region_id})
+        check_refs(actor.tenant_id, {"department_id": department_id, "region_id": region_id})
         ensure_may_delegate(
             actor,
             employee=employee,
