@@ -20,10 +20,12 @@ the OpenAPI document, so a new endpoint is covered by adding its row.
 
 from __future__ import annotations
 
+import io
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +36,23 @@ from jingwei.audit.models import AuditEvent
 from jingwei.audit.services import audit_record
 from jingwei.customers import services as customers
 from jingwei.customers.identities import IdentityInput
-from jingwei.customers.models import Customer, MergeCandidate, MergeRecord
+from jingwei.customers.models import (
+    Customer,
+    CustomerPool,
+    CustomerTag,
+    FollowUp,
+    Handover,
+    ImportJob,
+    MergeCandidate,
+    MergeRecord,
+    ScoreSignal,
+    Segment,
+    Tag,
+    TagGroup,
+    TagRule,
+)
+from jingwei.customers.services.events import EventInput
+from jingwei.customers.services.ownership import local_day, time_zone_of
 from jingwei.flows import calendars as flow_calendars
 from jingwei.flows import services as flows
 from jingwei.flows.models import Instance as FlowInstance
@@ -249,6 +267,196 @@ def new_customer_identity(s: Side) -> dict[str, int]:
     return {"customer_id": customer.pk, "identity_id": customer.identities.first().pk}
 
 
+def new_pool(s: Side) -> CustomerPool:
+    """The pool of a fresh region under 华东 (a region has one pool at most)."""
+    return customers.pool_create(
+        actor=actor_for(s.admin), region_id=new_region(s).pk, name=s.name("公海")
+    )
+
+
+def new_pool_customer(s: Side) -> Customer:
+    """An unclaimed customer of a fresh pool (registered by a channel: nobody owns it)."""
+    return customers.customer_resolve(
+        actor=None,
+        tenant_id=s.tenant.pk,
+        identities=[IdentityInput("phone", new_phone())],
+        profile={"name": s.name("公海客户"), "region_id": new_pool(s).region_id},
+    ).customer
+
+
+def new_pool_with_customer(s: Side) -> CustomerPool:
+    return CustomerPool.objects.get(tenant=s.tenant, region_id=new_pool_customer(s).region_id)
+
+
+def new_owned_pool_customer(s: Side) -> Customer:
+    """A customer of a fresh pool's region, owned by the side's admin."""
+    return customers.customer_resolve(
+        actor=actor_for(s.admin),
+        identities=[IdentityInput("phone", new_phone())],
+        profile={"name": s.name("私海客户"), "region_id": new_pool(s).region_id},
+    ).customer
+
+
+def new_follow_up(s: Side) -> FollowUp:
+    """A follow-up of the admin's, the next one due a minute from now."""
+    return customers.follow_up_record(
+        actor=actor_for(s.admin),
+        customer_id=new_customer(s).pk,
+        kind="call",
+        content=s.name("电话跟进"),
+        next_at=timezone.now() + timedelta(minutes=1),
+    )
+
+
+def new_employee_with_customer(s: Side) -> Employee:
+    employee = new_employee(s)
+    customers.customer_resolve(
+        actor=actor_for(s.admin),
+        identities=[IdentityInput("phone", new_phone())],
+        profile={
+            "name": s.name("交接客户"),
+            "region_id": s.org.shanghai.pk,
+            "owner_id": employee.pk,
+        },
+    )
+    return employee
+
+
+def new_handover(s: Side) -> Handover:
+    return customers.handover_create(
+        actor=actor_for(s.admin),
+        kind="resignation",
+        from_employee_id=new_employee_with_customer(s).pk,
+        to_employee_id=new_employee(s).pk,
+        reason=s.name("离职"),
+    )
+
+
+def handover_body(s: Side) -> dict[str, Any]:
+    giver = new_employee_with_customer(s)
+    return {
+        "kind": "transfer",
+        "from_employee_id": giver.pk,
+        "to_employee_id": new_employee(s).pk,
+        "reason": s.name("调岗"),
+        "customer_ids": list(Customer.objects.filter(owner=giver).values_list("pk", flat=True)),
+        "rest_to_pool": True,
+    }
+
+
+def due_follow_ups(s: Side) -> QuerySet[Customer]:
+    """The admin's customers whose next follow-up falls before the end of the local day."""
+    _, end = local_day(timezone.now(), time_zone_of(s.tenant.pk))
+    return Customer.objects.filter(
+        tenant=s.tenant, owner=s.admin, merged_into=None, next_follow_up_at__lt=end
+    )
+
+
+def new_tag_group(s: Side) -> TagGroup:
+    return customers.tag_group_create(actor=actor_for(s.admin), name=s.name("标签组"))
+
+
+def new_tag(s: Side) -> Tag:
+    return customers.tag_create(
+        actor=actor_for(s.admin), group_id=new_tag_group(s).pk, name=s.name("标签")
+    )
+
+
+def new_tag_rule(s: Side) -> TagRule:
+    return customers.tag_rule_create(
+        actor=actor_for(s.admin),
+        name=s.name("规则"),
+        tag_id=new_tag(s).pk,
+        conditions={"event": "order", "within_days": 90, "op": "gte", "value": 3},
+    )
+
+
+def new_customer_tag(s: Side) -> CustomerTag:
+    customer, tag = new_customer(s), new_tag(s)
+    customers.customer_tags_add(actor=actor_for(s.admin), customer_id=customer.pk, tag_ids=[tag.pk])
+    return CustomerTag.objects.get(customer=customer, tag=tag)
+
+
+def event_payload(s: Side) -> dict[str, Any]:
+    return {
+        "event_id": f"{s.slug}-order-{next(_seq)}",
+        "kind": "order",
+        "channel": "taobao",
+        "occurred_at": (timezone.now() - timedelta(hours=1)).isoformat(),
+        "title": s.name("淘宝订单"),
+        "amount": "199.00",
+        "data": {"order_no": "TB20261101001", "phone": "13812345678"},
+        "customer_id": new_customer(s).pk,
+    }
+
+
+def sent_event_payload(s: Side) -> dict[str, Any]:
+    """An event already stored, as its sender retries it (answered 200 with the stored event)."""
+    payload = event_payload(s)
+    customers.event_ingest(
+        actor=actor_for(s.admin),
+        event=EventInput(
+            **{
+                **payload,
+                "occurred_at": datetime.fromisoformat(payload["occurred_at"]),
+                "amount": Decimal(payload["amount"]),
+            },
+        ),
+    )
+    return payload
+
+
+def import_form(s: Side) -> dict[str, Any]:
+    upload = io.BytesIO("姓名,手机号\n{},{}\n".format(s.name("导入客户"), new_phone()).encode())
+    upload.name = "客户.csv"
+    return {"file": upload, "mapping": '{"手机号": "phone"}', "skip_invalid": "true"}
+
+
+def new_import_job(s: Side) -> ImportJob:
+    """A finished import (skip mode) of one good row and one with a bad phone."""
+    content = "姓名,手机号\n{},{}\n{},1392607\n".format(
+        s.name("导入客户"), new_phone(), s.name("导入错行")
+    ).encode()
+    job = customers.import_job_create(
+        actor=actor_for(s.admin), file_name="客户.csv", content=content, skip_invalid=True
+    )
+    customers.import_job_run(job_id=job.pk)
+    return job
+
+
+def segment_conditions(s: Side) -> dict[str, Any]:
+    """VIP customers of 华东, or anyone with two orders in 90 days."""
+    return {
+        "any": [
+            {
+                "all": [
+                    {"field": "region", "op": "in", "value": [s.org.east.pk]},
+                    {"field": "level", "op": "in", "value": ["vip"]},
+                ]
+            },
+            {"event": "order", "within_days": 90, "op": "gte", "value": 2},
+        ]
+    }
+
+
+def new_segment(s: Side) -> Segment:
+    return customers.segment_create(
+        actor=actor_for(s.admin),
+        name=s.name("分群"),
+        description=s.name("说明"),
+        conditions_data={"field": "region", "op": "in", "value": [s.org.east.pk]},
+    )
+
+
+def new_score_signal(s: Side) -> ScoreSignal:
+    return customers.score_signal_create(
+        actor=actor_for(s.admin),
+        name=s.name("评分项"),
+        conditions_data={"field": "level", "op": "in", "value": ["vip"]},
+        points=30,
+    )
+
+
 def populate(s: Side) -> None:
     """At least one row of every kind the API lists, all labelled with the side's label."""
     for build in (
@@ -266,6 +474,14 @@ def populate(s: Side) -> None:
         new_customer,
         new_candidate,
         new_merge,
+        new_tag_rule,
+        new_customer_tag,
+        new_pool_customer,
+        new_follow_up,
+        new_handover,
+        new_import_job,
+        new_segment,
+        new_score_signal,
     ):
         build(s)
 
@@ -288,6 +504,9 @@ class Endpoint:
     shows: Callable[[Side], dict[str, Any]] | None = None
     query_refs: dict[str, Callable[[Side], Any]] = field(default_factory=dict)
     public: bool = False
+    # A multipart/form-data upload instead of a JSON body: valid form fields (files as
+    # file-like objects with a `name`).
+    form: Callable[[Side], dict[str, Any]] | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -758,6 +977,284 @@ ENDPOINTS: list[Endpoint] = [
         body_refs={"source_id": _pk(new_customer)},
     ),
     Endpoint("GET", "/api/customers/{customer_id}/merges", target=_ids(customer_id=new_customer)),
+    # --- customers: pools, owners, follow-ups, handovers ---
+    Endpoint("GET", "/api/customers/pools", rows=_tenant_rows(CustomerPool)),
+    Endpoint(
+        "POST",
+        "/api/customers/pools",
+        body=lambda s: {
+            "region_id": new_region(s).pk,
+            "name": s.name("新公海"),
+            "claim_limit": 30,
+            "daily_claim_limit": 10,
+            "return_after_days": 15,
+            "enabled": True,
+        },
+        body_refs={"region_id": _pk(new_region)},
+    ),
+    Endpoint("GET", "/api/customers/pools/{pool_id}", target=_ids(pool_id=new_pool)),
+    Endpoint(
+        "PATCH",
+        "/api/customers/pools/{pool_id}",
+        target=_ids(pool_id=new_pool),
+        body=lambda s: {
+            "region_id": new_region(s).pk,
+            "name": s.name("改名公海"),
+            "claim_limit": 80,
+            "daily_claim_limit": 5,
+            "return_after_days": 0,
+            "enabled": False,
+        },
+        body_refs={"region_id": _pk(new_region)},
+    ),
+    Endpoint("DELETE", "/api/customers/pools/{pool_id}", target=_ids(pool_id=new_pool)),
+    Endpoint(
+        "GET",
+        "/api/customers/pools/{pool_id}/customers",
+        target=_ids(pool_id=new_pool_with_customer),
+    ),
+    Endpoint("GET", "/api/customers/follow-ups/due", rows=due_follow_ups),
+    Endpoint(
+        "GET",
+        "/api/customers/handovers",
+        rows=_tenant_rows(Handover),
+        query_refs={
+            "employee_id": lambda s: Handover.objects.filter(tenant=s.tenant)[0].to_employee_id
+        },
+    ),
+    Endpoint(
+        "POST",
+        "/api/customers/handovers",
+        body=handover_body,
+        body_refs={
+            "from_employee_id": _pk(new_employee_with_customer),
+            "to_employee_id": _pk(new_employee),
+        },
+    ),
+    Endpoint(
+        "POST", "/api/customers/{customer_id}/claim", target=_ids(customer_id=new_pool_customer)
+    ),
+    Endpoint(
+        "POST",
+        "/api/customers/{customer_id}/release",
+        target=_ids(customer_id=new_owned_pool_customer),
+        body=lambda s: {"reason": s.name("暂无意向")},
+    ),
+    Endpoint(
+        "POST",
+        "/api/customers/{customer_id}/assign",
+        target=_ids(customer_id=new_customer),
+        body=lambda s: {"employee_id": new_employee(s).pk, "reason": s.name("分配")},
+        body_refs={"employee_id": _pk(new_employee)},
+    ),
+    Endpoint(
+        "GET", "/api/customers/{customer_id}/ownership", target=_ids(customer_id=new_customer)
+    ),
+    Endpoint(
+        "POST",
+        "/api/customers/{customer_id}/follow-ups",
+        target=_ids(customer_id=new_customer),
+        body=lambda s: {
+            "kind": "visit",
+            "content": s.name("上门检查空调"),
+            "happened_at": (timezone.now() - timedelta(hours=1)).isoformat(),
+            "next_at": _in_a_year(),
+        },
+    ),
+    Endpoint(
+        "GET", "/api/customers/{customer_id}/follow-ups", target=_ids(customer_id=new_customer)
+    ),
+    # --- customers: tags, auto-tag rules, behaviour events, timeline, settings ---
+    Endpoint("GET", "/api/customers/tag-groups", rows=_tenant_rows(TagGroup)),
+    Endpoint(
+        "POST",
+        "/api/customers/tag-groups",
+        body=lambda s: {
+            "name": s.name("新标签组"),
+            "choice": "single",
+            "description": "客户价值分层",
+            "sort": 1,
+        },
+    ),
+    Endpoint(
+        "PATCH",
+        "/api/customers/tag-groups/{group_id}",
+        target=_ids(group_id=new_tag_group),
+        body=lambda s: {
+            "name": s.name("改名标签组"),
+            "choice": "single",
+            "description": "改为单选",
+            "sort": 2,
+        },
+    ),
+    Endpoint("DELETE", "/api/customers/tag-groups/{group_id}", target=_ids(group_id=new_tag_group)),
+    Endpoint(
+        "POST",
+        "/api/customers/tag-groups/{group_id}/tags",
+        target=_ids(group_id=new_tag_group),
+        body=lambda s: {"name": s.name("新标签"), "color": "#409EFF", "sort": 2},
+    ),
+    Endpoint(
+        "POST",
+        "/api/customers/tags/bulk",
+        body=lambda s: {
+            "customer_ids": [new_customer(s).pk, new_customer(s).pk],
+            "add_tag_ids": [new_tag(s).pk],
+            "remove_tag_ids": [new_tag(s).pk],
+        },
+    ),
+    Endpoint(
+        "PATCH",
+        "/api/customers/tags/{tag_id}",
+        target=_ids(tag_id=new_tag),
+        body=lambda s: {"name": s.name("改名标签"), "color": "#F56C6C", "sort": 3},
+    ),
+    Endpoint("DELETE", "/api/customers/tags/{tag_id}", target=_ids(tag_id=new_tag)),
+    Endpoint("GET", "/api/customers/tag-rules", rows=_tenant_rows(TagRule)),
+    Endpoint(
+        "POST",
+        "/api/customers/tag-rules",
+        body=lambda s: {
+            "name": s.name("新规则"),
+            "tag_id": new_tag(s).pk,
+            "conditions": {"event": "order", "within_days": 90, "op": "gte", "value": 3},
+            "enabled": True,
+            "remove_unmatched": True,
+        },
+        body_refs={"tag_id": _pk(new_tag)},
+    ),
+    Endpoint(
+        "POST",
+        "/api/customers/tag-rules/preview",
+        body=lambda s: {"conditions": {"field": "level", "op": "in", "value": ["vip", "normal"]}},
+    ),
+    Endpoint("GET", "/api/customers/tag-rules/{rule_id}", target=_ids(rule_id=new_tag_rule)),
+    Endpoint(
+        "PATCH",
+        "/api/customers/tag-rules/{rule_id}",
+        target=_ids(rule_id=new_tag_rule),
+        body=lambda s: {
+            "name": s.name("改名规则"),
+            "tag_id": new_tag(s).pk,
+            "conditions": {"field": "level", "op": "eq", "value": "vip"},
+            "enabled": False,
+            "remove_unmatched": False,
+        },
+        body_refs={"tag_id": _pk(new_tag)},
+    ),
+    Endpoint("DELETE", "/api/customers/tag-rules/{rule_id}", target=_ids(rule_id=new_tag_rule)),
+    Endpoint("POST", "/api/customers/tag-rules/{rule_id}/run", target=_ids(rule_id=new_tag_rule)),
+    Endpoint("GET", "/api/customers/{customer_id}/tags", target=_ids(customer_id=new_customer)),
+    Endpoint(
+        "POST",
+        "/api/customers/{customer_id}/tags",
+        target=_ids(customer_id=new_customer),
+        body=lambda s: {"tag_ids": [new_tag(s).pk, new_tag(s).pk]},
+    ),
+    Endpoint(
+        "DELETE",
+        "/api/customers/{customer_id}/tags/{tag_id}",
+        target=lambda s: (lambda link: {"customer_id": link.customer_id, "tag_id": link.tag_id})(
+            new_customer_tag(s)
+        ),
+    ),
+    Endpoint(
+        "POST",
+        "/api/customers/events",
+        body=sent_event_payload,
+        body_refs={"customer_id": _pk(new_customer)},
+    ),
+    Endpoint("POST", "/api/customers/events/batch", body=lambda s: {"items": [event_payload(s)]}),
+    Endpoint("GET", "/api/customers/settings", shows=lambda s: {"event_retention_days": 730}),
+    Endpoint("PUT", "/api/customers/settings", body=lambda s: {"event_retention_days": 365}),
+    Endpoint("GET", "/api/customers/{customer_id}/timeline", target=_ids(customer_id=new_customer)),
+    Endpoint("POST", "/api/customers/imports", form=import_form),
+    Endpoint("GET", "/api/customers/imports", rows=_tenant_rows(ImportJob)),
+    Endpoint("GET", "/api/customers/imports/template.xlsx"),
+    Endpoint("GET", "/api/customers/imports/{job_id}", target=_ids(job_id=new_import_job)),
+    Endpoint(
+        "GET", "/api/customers/imports/{job_id}/errors.csv", target=_ids(job_id=new_import_job)
+    ),
+    # --- customers: segments, scoring, exports ---
+    Endpoint(
+        "POST",
+        "/api/customers/export",
+        rows=lambda s: Customer.objects.filter(tenant=s.tenant, merged_into=None),
+        query_refs=_CUSTOMER_FILTERS,
+    ),
+    Endpoint(
+        "GET",
+        "/api/customers/segments",
+        rows=_tenant_rows(Segment),
+        query_refs={"q": lambda s: s.label},
+    ),
+    Endpoint(
+        "POST",
+        "/api/customers/segments",
+        body=lambda s: {
+            "name": s.name("新分群"),
+            "description": "华东 VIP 或高频下单",
+            "conditions": segment_conditions(s),
+        },
+    ),
+    Endpoint(
+        "POST",
+        "/api/customers/segments/preview",
+        body=lambda s: {"conditions": segment_conditions(s)},
+    ),
+    Endpoint("GET", "/api/customers/segments/{segment_id}", target=_ids(segment_id=new_segment)),
+    Endpoint(
+        "PATCH",
+        "/api/customers/segments/{segment_id}",
+        target=_ids(segment_id=new_segment),
+        body=lambda s: {
+            "name": s.name("改名分群"),
+            "description": "改后",
+            "conditions": segment_conditions(s),
+        },
+    ),
+    Endpoint("DELETE", "/api/customers/segments/{segment_id}", target=_ids(segment_id=new_segment)),
+    Endpoint(
+        "GET",
+        "/api/customers/segments/{segment_id}/members",
+        target=_ids(segment_id=new_segment),
+    ),
+    Endpoint(
+        "POST",
+        "/api/customers/segments/{segment_id}/export",
+        target=_ids(segment_id=new_segment),
+    ),
+    Endpoint("GET", "/api/customers/score-signals", rows=_tenant_rows(ScoreSignal)),
+    Endpoint(
+        "POST",
+        "/api/customers/score-signals",
+        body=lambda s: {
+            "name": s.name("新评分项"),
+            "conditions": {"event": "order", "within_days": 90, "op": "gte", "value": 3},
+            "points": 25,
+            "enabled": True,
+            "sort": 2,
+        },
+    ),
+    Endpoint("POST", "/api/customers/score-signals/recompute"),
+    Endpoint(
+        "PATCH",
+        "/api/customers/score-signals/{signal_id}",
+        target=_ids(signal_id=new_score_signal),
+        body=lambda s: {
+            "name": s.name("改名评分项"),
+            "conditions": {"field": "last_followed_at", "op": "before_days", "value": 30},
+            "points": -10,
+            "enabled": False,
+            "sort": 5,
+        },
+    ),
+    Endpoint(
+        "DELETE",
+        "/api/customers/score-signals/{signal_id}",
+        target=_ids(signal_id=new_score_signal),
+    ),
+    Endpoint("GET", "/api/customers/{customer_id}/score", target=_ids(customer_id=new_customer)),
 ]
 
 BY_KEY: dict[tuple[str, str], Endpoint] = {ep.key: ep for ep in ENDPOINTS}

@@ -29,6 +29,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Model
 from django.http import HttpResponse
 from django.test import Client
+from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 from django.urls import reverse
 
 from jingwei.api import api
@@ -85,8 +86,9 @@ def _nonnull(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def body_schema(ep: Endpoint) -> dict[str, Any] | None:
+    """The JSON body's schema (None for no body, and for a multipart upload: see `form`)."""
     request_body = _openapi_op(ep).get("requestBody")
-    if request_body is None:
+    if request_body is None or "application/json" not in request_body["content"]:
         return None
     return _resolve(request_body["content"]["application/json"]["schema"])
 
@@ -278,6 +280,10 @@ def tenant_rows(tenant: Tenant) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+class Form(dict[str, Any]):
+    """Form fields sent as multipart/form-data (an upload) instead of JSON."""
+
+
 def call(
     client: Client,
     ep: Endpoint,
@@ -290,6 +296,10 @@ def call(
     url = ep.path.format(**(params or {}))
     if query:
         url += "?" + urlencode(query)
+    if isinstance(body, Form) and raw is None:
+        return client.generic(
+            ep.method, url, encode_multipart(BOUNDARY, body), content_type=MULTIPART_CONTENT
+        )
     data = raw if raw is not None else ("" if body is NO_BODY else json.dumps(body))
     return client.generic(ep.method, url, data, content_type="application/json")
 
@@ -338,6 +348,8 @@ def target(ep: Endpoint, side: Side) -> dict[str, int]:
 
 
 def body(ep: Endpoint, side: Side) -> Any:
+    if ep.form is not None:
+        return Form(ep.form(side))
     return ep.body(side) if ep.body else NO_BODY
 
 
@@ -347,6 +359,8 @@ def listed(r: HttpResponse) -> tuple[str, set[Any]]:
         text = r.content.decode("utf-8-sig")
         lines = list(csv.reader(io.StringIO(text)))
         return text, {line[1] for line in lines[1:]}
+    if not r["Content-Type"].startswith("application/json"):
+        return r.content.decode("latin-1"), set()  # a file such as an Excel template
     data = r.json()
     items = data["items"] if isinstance(data, dict) and "items" in data else data
     ids = {i["id"] for i in items if "id" in i} if isinstance(items, list) else set()
@@ -382,6 +396,15 @@ def test_rows_give_a_body_exactly_where_the_operation_takes_one() -> None:
     assert {ep.key for ep in ENDPOINTS if body_schema(ep) is not None} == {
         ep.key for ep in WITH_BODY
     }
+
+
+def test_rows_give_a_form_exactly_where_the_operation_takes_an_upload() -> None:
+    uploads = {
+        ep.key
+        for ep in ENDPOINTS
+        if "multipart/form-data" in _openapi_op(ep).get("requestBody", {}).get("content", {})
+    }
+    assert uploads == {ep.key for ep in ENDPOINTS if ep.form is not None}
 
 
 @pytest.mark.parametrize("ep", eps(ENDPOINTS))

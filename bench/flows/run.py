@@ -25,7 +25,8 @@ import sys
 import time
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlparse
+
+from bench.common import ensure_database, log, setup_django
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/jw_bench"
 ACTIONS = ["reserve_parts", "consume_parts", "post_settlement_line"]
@@ -40,37 +41,6 @@ PATH = [
     ("Task_Visit", ""),
     ("Task_Settle", ""),
 ]
-
-
-def log(msg: str) -> None:
-    print(msg, flush=True)
-
-
-# --- database ----------------------------------------------------------------------------------
-
-
-def ensure_database(url: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    parsed = urlparse(url)
-    name = parsed.path.lstrip("/")
-    admin = parsed._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if not exists:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            log(f"created database {name}")
-
-
-def setup_django(url: str) -> None:
-    os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jingwei.settings")
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", interactive=False, verbosity=0)
 
 
 # --- Jingwei -----------------------------------------------------------------------------------

@@ -217,3 +217,17 @@ def test_audit_readers_see_events_about_subjects_in_their_scope_not_about_others
     assert subjects_seen_by(it_reader) == set()
     # The 华东 reader sees the edit of the 上海 agent, not of the 广州 engineer
     assert subjects_seen_by(east_reader) == {str(shanghai_agent.pk)}
+
+
+def test_an_event_about_a_row_scoped_by_region_only_is_filed_under_that_region(org, admin):
+    from jingwei.audit.services import audit_record
+    from jingwei.customers.models import CustomerPool
+    from jingwei.org.scope import actor_for
+
+    pool = CustomerPool.objects.create(tenant=org.tenant, region=org.shanghai, name="上海公海")
+    event = audit_record(
+        actor=actor_for(admin), tenant_id=org.tenant.pk, action="test.pool", subject=pool
+    )
+
+    # Before: the pool itself was taken for its department (a dangling id on PostgreSQL).
+    assert (event.department_id, event.region_id) == (None, org.shanghai.pk)

@@ -195,7 +195,7 @@ def test_reading_without_customer_view_is_refused_and_writing_needs_customer_edi
     assert r.json()["code"] == "permission_denied"
 
 
-def test_an_edit_cannot_move_a_customer_out_of_the_editors_scope(
+def test_handing_a_customer_to_someone_else_needs_the_assign_permission(
     book, shanghai_agent, admin, client_as
 ):
     r = client_as(shanghai_agent).patch(
@@ -203,9 +203,23 @@ def test_an_edit_cannot_move_a_customer_out_of_the_editors_scope(
     )
 
     assert r.status_code == 403
-    assert r.json()["code"] == "out_of_scope"
+    assert (r.json()["code"], r.json()["field"]) == ("forbidden", "owner_id")
     book["pudong"].refresh_from_db()
     assert book["pudong"].owner_id == shanghai_agent.pk
+
+
+def test_an_edit_cannot_move_a_customer_out_of_the_editors_scope(
+    book, east_manager, org, client_as
+):
+    grant(east_manager, ["customer.edit"], "region")
+    r = client_as(east_manager).patch(
+        f"/api/customers/{book['shanghai'].pk}", {"region_id": org.guangzhou.pk}, content_type=JSON
+    )
+
+    assert r.status_code == 403
+    assert r.json()["code"] == "out_of_scope"
+    book["shanghai"].refresh_from_db()
+    assert book["shanghai"].region_id == org.shanghai.pk
 
 
 def test_updating_a_customer_records_before_and_after(book, admin, org, client_as):

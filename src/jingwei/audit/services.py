@@ -85,7 +85,9 @@ def audit_record(
 
 
 def _follow(obj: Any, path: str | None) -> Any:
-    for name in (path or "").split("__") if path else []:
+    if not path:  # the model has no such scope field (not: the subject itself)
+        return None
+    for name in path.split("__"):
         obj = getattr(obj, name, None)
         if obj is None:
             return None

@@ -185,7 +185,7 @@ _MESSAGES = {
 def _field_of(loc: list[Any] | tuple[Any, ...]) -> str:
     # Ninja locations look like ("body", "payload", "name") or ("query", "limit").
     parts = [str(p) for p in loc]
-    if parts and parts[0] in ("body", "query", "path", "form", "header", "cookie"):
+    if parts and parts[0] in ("body", "query", "path", "form", "file", "header", "cookie"):
         parts = parts[1:]
         if len(parts) > 1 and parts[0] in ("payload", "body", "data", "filters"):
             parts = parts[1:]
@@ -216,7 +216,9 @@ def install_error_handlers(api: NinjaAPI) -> None:
         )
 
     def domain(request: HttpRequest, exc: Any) -> HttpResponse:
-        return _error(api, request, exc.status, exc.code, exc.message, exc.field)
+        several = exc.error_list()
+        extra = {"errors": several} if several else {}
+        return _error(api, request, exc.status, exc.code, exc.message, exc.field, **extra)
 
     def http_error(request: HttpRequest, exc: Any) -> HttpResponse:
         if isinstance(exc, AuthenticationError):

@@ -15,6 +15,11 @@ class DomainError(Exception):
         self.code = code or self.default_code
         self.field = field
 
+    def error_list(self) -> list[dict[str, str]] | None:
+        """Every mistake, for an error that found several at once (a form): the API sends them
+        as `errors: [{field, code, message}]` beside the first."""
+        return None
+
 
 class Invalid(DomainError):
     """A value the schema cannot express as wrong (e.g. null for a field that must stay filled)."""

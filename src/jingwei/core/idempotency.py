@@ -17,6 +17,7 @@ deletes up to SWEEP_BATCH expired keys, of any tenant, oldest first.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -25,6 +26,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.request import RawPostDataException
 from django.utils import timezone
 
 from .errors import Conflict, DomainError
@@ -60,8 +62,21 @@ def mark_unrepeatable(request: HttpRequest) -> None:
 
 
 def _hash(request: HttpRequest) -> str:
-    head = f"{request.method} {request.get_full_path()}\n".encode()
-    return hashlib.sha256(head + request.body).hexdigest()
+    digest = hashlib.sha256(f"{request.method} {request.get_full_path()}\n".encode())
+    try:
+        digest.update(request.body)
+    except RawPostDataException:
+        # A multipart upload already parsed (the session's CSRF check reads the form first):
+        # the same fields and files, byte for byte, make the same request.
+        for name, values in sorted(request.POST.lists()):
+            digest.update(json.dumps([name, values], ensure_ascii=False).encode())
+        for name, files in sorted(request.FILES.lists()):
+            for upload in files:
+                digest.update(json.dumps([name, upload.name, upload.size]).encode())
+                for chunk in upload.chunks():
+                    digest.update(chunk)
+                upload.seek(0)
+    return digest.hexdigest()
 
 
 def _sweep_expired(now: datetime) -> None:

@@ -25,12 +25,12 @@ class ApiErrorsMiddleware:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = 0
-        if length > settings.API_MAX_BODY_BYTES:
+        # A file upload (an import) may be larger than a JSON body; its reader bounds it again.
+        multipart = request.META.get("CONTENT_TYPE", "").startswith("multipart/form-data")
+        limit = settings.API_MAX_UPLOAD_BYTES if multipart else settings.API_MAX_BODY_BYTES
+        if length > limit:
             return _error(
-                413,
-                "body_too_large",
-                f"请求体过大：{length} 字节，上限 {settings.API_MAX_BODY_BYTES} 字节",
-                "body",
+                413, "body_too_large", f"请求体过大：{length} 字节，上限 {limit} 字节", "body"
             )
         response = self.get_response(request)
         fallback = _FALLBACK.get(response.status_code)

@@ -11,9 +11,12 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from datetime import time as time_of_day
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -36,6 +39,74 @@ def timer_handler(kind: str) -> Callable[[Handler], Handler]:
         return fn
 
     return register
+
+
+_daily: dict[str, time_of_day] = {}
+
+
+def daily_timer(kind: str, at: time_of_day) -> Callable[[Handler], Handler]:
+    """Register a handler that runs once a day at `at`, the tenant's local time, for every active
+    tenant (housekeeping: retention, pools, batch rules). The next day's run is scheduled in the
+    same transaction as the handler's work, so a run is never skipped nor doubled; the timer
+    loop schedules the first run of each tenant (`ensure_daily_timers`)."""
+
+    def register(fn: Handler) -> Handler:
+        def run(timer: Timer) -> None:
+            fn(timer)
+            # From when it ran, not when it was due: days the loop was down are not caught up.
+            _schedule_daily(
+                timer.tenant_id, kind, at, after=max(timer.due_at, timer.fired_at or timer.due_at)
+            )
+
+        _handlers[kind] = run
+        _daily[kind] = at
+        return fn
+
+    return register
+
+
+def _next_daily(tz_name: str, at: time_of_day, after: datetime) -> datetime:
+    tz = ZoneInfo(tz_name)
+    local = after.astimezone(tz)
+    due = datetime.combine(local.date(), at, tzinfo=tz)
+    while due <= after:
+        due = datetime.combine(due.date() + timedelta(days=1), at, tzinfo=tz)
+    return due
+
+
+def _schedule_daily(tenant_id: int, kind: str, at: time_of_day, *, after: datetime) -> None:
+    from django.apps import apps
+
+    tz_name = (
+        apps.get_model("org", "Tenant").objects.values_list("timezone", flat=True).get(pk=tenant_id)
+    )
+    timer_schedule(
+        tenant_id=tenant_id, kind=kind, key="daily", due_at=_next_daily(tz_name, at, after)
+    )
+
+
+def ensure_daily_timers(now: datetime | None = None) -> int:
+    """Schedule the next run of every daily timer for each active tenant that has none pending
+    (a new tenant, a fresh database, a timer that failed for good). Returns how many it made."""
+    from django.apps import apps
+
+    now = now or timezone.now()
+    made = 0
+    tenants = apps.get_model("org", "Tenant").objects.filter(is_active=True)
+    for kind, at in _daily.items():
+        pending = Timer.objects.filter(kind=kind, key="daily", status=TimerStatus.PENDING)
+        for tenant_id, tz_name in tenants.exclude(pk__in=pending.values("tenant_id")).values_list(
+            "pk", "timezone"
+        ):
+            with transaction.atomic():
+                timer_schedule(
+                    tenant_id=tenant_id,
+                    kind=kind,
+                    key="daily",
+                    due_at=_next_daily(tz_name, at, now),
+                )
+            made += 1
+    return made
 
 
 def registered_kinds() -> list[str]:
@@ -170,8 +241,12 @@ def run_loop(*, interval: float | None = None, stop: threading.Event | None = No
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     log.info("timer loop started (handlers: %s)", ", ".join(registered_kinds()) or "none")
+    next_check = 0.0
     while not stop.is_set():
         try:
+            if time.monotonic() >= next_check:  # new tenants get their daily timers within the hour
+                ensure_daily_timers()
+                next_check = time.monotonic() + 3600
             fired = fire_due()
         except Exception:
             log.exception("timer loop iteration failed; retrying")

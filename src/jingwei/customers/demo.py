@@ -417,4 +417,222 @@ def load_demo_customers(tenant_id: int) -> list[Customer]:
             source_id=duplicate.pk,
             reason=f"{name}：企业微信联系人与电话登记为同一人",
         )
+    demo_tags(tenant_id)  # tags, rules and the behaviour events they read
+    demo_score_signals(tenant_id)  # last: it scores what the steps above loaded
     return created
+
+
+# --- demo tags, auto-tag rules and behaviour events (tags & events) --------------------------
+
+# group, single choice?, tags (name, colour)
+DEMO_TAG_GROUPS: list[tuple[str, bool, list[tuple[str, str]]]] = [
+    ("客户价值", True, [("高价值", "#F56C6C"), ("中价值", "#E6A23C"), ("低价值", "#909399")]),
+    ("客户行为", False, [("高频用户", "#67C23A"), ("潜在流失客户", "#F56C6C")]),
+    ("兴趣", False, [("空调", ""), ("冰箱", ""), ("洗衣机", ""), ("热水器", "")]),
+]
+# rule name, tag (in 客户行为), conditions
+DEMO_TAG_RULES: list[tuple[str, str, dict[str, Any]]] = [
+    (
+        "潜在流失客户",
+        "潜在流失客户",
+        {
+            "all": [
+                {
+                    "event": "page_view",
+                    "channel": "miniprogram",
+                    "within_days": 3,
+                    "op": "gte",
+                    "value": 3,
+                },
+                {"event": "order", "within_days": 3, "op": "eq", "value": 0},
+            ]
+        },
+    ),
+    ("高频用户", "高频用户", {"event": "order", "within_days": 90, "op": "gte", "value": 3}),
+]
+# whose (identity), event id, kind, channel, days ago, title, amount
+DEMO_EVENTS: list[tuple[tuple[str, str, str], str, str, str, float, str, str | None]] = [
+    ((P, "138 1745 0021", ""), "demo:wjg:mail:1", "mail", "email", 40, "来信咨询空调保养", None),
+    (
+        (P, "138 1745 0021", ""),
+        "demo:wjg:order:1",
+        "order",
+        "taobao",
+        80,
+        "淘宝订单：空调清洗服务",
+        "199.00",
+    ),
+    (
+        (P, "138 1745 0021", ""),
+        "demo:wjg:order:2",
+        "order",
+        "taobao",
+        45,
+        "淘宝订单：滤网 ×2",
+        "58.00",
+    ),
+    (
+        (P, "138 1745 0021", ""),
+        "demo:wjg:order:3",
+        "order",
+        "taobao",
+        12,
+        "淘宝订单：延保一年",
+        "299.00",
+    ),
+    ((P, "138 1745 0021", ""), "demo:wjg:survey:1", "survey", "wecom", 10, "回访满意度 5 分", None),
+    (
+        (U, "oUnionJwDemoZhaoMin01", ""),
+        "demo:zm:view:1",
+        "page_view",
+        "miniprogram",
+        2.5,
+        "浏览：空调清洗套餐",
+        None,
+    ),
+    (
+        (U, "oUnionJwDemoZhaoMin01", ""),
+        "demo:zm:view:2",
+        "page_view",
+        "miniprogram",
+        1.5,
+        "浏览：空调清洗套餐",
+        None,
+    ),
+    (
+        (U, "oUnionJwDemoZhaoMin01", ""),
+        "demo:zm:view:3",
+        "page_view",
+        "miniprogram",
+        0.5,
+        "浏览：以旧换新活动",
+        None,
+    ),
+    (
+        (B, "tingting_zhou88", "tmall"),
+        "demo:zt:order:1",
+        "order",
+        "tmall",
+        60,
+        "天猫订单：净水器滤芯",
+        "129.00",
+    ),
+    (
+        (B, "tingting_zhou88", "tmall"),
+        "demo:zt:order:2",
+        "order",
+        "tmall",
+        20,
+        "天猫订单：净水器滤芯",
+        "129.00",
+    ),
+]
+# whose (identity), tags a person chose
+DEMO_MANUAL_TAGS: list[tuple[tuple[str, str, str], list[str]]] = [
+    ((P, "138 1745 0021", ""), ["高价值", "空调"]),
+    ((B, "tingting_zhou88", "tmall"), ["中价值"]),
+]
+
+
+@transaction.atomic
+def demo_tags(tenant_id: int) -> None:
+    """The demo tag catalogue, the two shipped auto-tag rules, and event histories that set them
+    off: 王建国's mail, three Taobao orders in 90 days (高频用户, JOURNEYS.md §D3) and a survey;
+    赵敏's three mini-program visits without an order (潜在流失客户); 周婷's two orders (not yet
+    高频用户). Events go through the ingest, so the rules tag on arrival. Call it after
+    `load_demo_customers`; loading twice changes nothing (existing rows and events are skipped)."""
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from .models import CustomerEvent, Tag, TagGroup, TagRule
+    from .services.events import EventInput, ingest_in_transaction
+    from .services.tagging import tags_set_in_transaction
+
+    admin = actor_for(Employee.objects.get(tenant_id=tenant_id, user__username="admin"))
+    tags: dict[str, Tag] = {}
+    for sort, (group_name, single, names) in enumerate(DEMO_TAG_GROUPS):
+        group, _ = TagGroup.objects.get_or_create(
+            tenant_id=tenant_id,
+            name=group_name,
+            defaults={"choice": "single" if single else "multi", "sort": sort},
+        )
+        for tag_sort, (name, color) in enumerate(names):
+            tags[name], _ = Tag.objects.get_or_create(
+                tenant_id=tenant_id,
+                group=group,
+                name=name,
+                defaults={"color": color, "sort": tag_sort},
+            )
+    for name, tag, conditions in DEMO_TAG_RULES:
+        TagRule.objects.get_or_create(
+            tenant_id=tenant_id,
+            name=name,
+            defaults={
+                "tag": tags[tag],
+                "conditions": conditions,
+                "created_by_id": admin.employee_id,
+            },
+        )
+    for who, chosen in DEMO_MANUAL_TAGS:
+        tags_set_in_transaction(
+            actor=admin,
+            customer_ids=[_owner_of(tenant_id, who).pk],
+            add_tag_ids=[tags[n].pk for n in chosen],
+        )
+    now = timezone.now()
+    stored = set(
+        CustomerEvent.objects.filter(
+            tenant_id=tenant_id, event_id__in=[e[1] for e in DEMO_EVENTS]
+        ).values_list("event_id", flat=True)
+    )
+    ingest_in_transaction(
+        actor=admin,
+        events=[
+            EventInput(
+                event_id=event_id,
+                kind=kind,
+                channel=channel,
+                occurred_at=now - timedelta(days=days_ago),
+                title=title,
+                amount=Decimal(amount) if amount is not None else None,
+                customer_id=_owner_of(tenant_id, who).pk,
+            )
+            for who, event_id, kind, channel, days_ago, title, amount in DEMO_EVENTS
+            if event_id not in stored
+        ],
+        now=now,
+    )
+
+
+# --- demo score signals (segments & scoring) -------------------------------------------------
+
+# name, points, conditions: the score a service business reads first
+DEMO_SCORE_SIGNALS: list[tuple[str, int, dict[str, Any]]] = [
+    ("VIP 客户", 30, {"field": "level", "op": "in", "value": ["vip"]}),
+    ("近 90 天下单 3 次及以上", 25, {"event": "order", "within_days": 90, "op": "gte", "value": 3}),
+    (
+        "近一年消费满 500 元",
+        15,
+        {"event": "order", "within_days": 365, "measure": "amount", "op": "gte", "value": "500"},
+    ),
+    ("30 天未跟进", -10, {"not": {"field": "last_followed_at", "op": "within_days", "value": 30}}),
+]
+
+
+def demo_score_signals(tenant_id: int) -> None:
+    """The shipped score signals, and every demo customer scored by them (王建国: VIP, three
+    Taobao orders worth 556 元 in 90 days, no follow-up yet: 30 + 25 + 15 - 10 = 60). Runs in
+    the caller's transaction; loading twice changes nothing (existing signals are kept, and only
+    scores that change are written)."""
+    from .models import ScoreSignal
+    from .services.scoring import scores_refresh_in_transaction
+
+    for sort, (name, points, conditions) in enumerate(DEMO_SCORE_SIGNALS):
+        ScoreSignal.objects.get_or_create(
+            tenant_id=tenant_id,
+            name=name,
+            defaults={"points": points, "conditions": conditions, "sort": sort},
+        )
+    scores_refresh_in_transaction(tenant_id=tenant_id)

@@ -76,6 +76,8 @@ ROLES: dict[str, tuple[str, list[str]]] = {
             "customer.edit",
             "customer.export",
             "customer.view_pii",
+            "customer.import",
+            "customer.assign",
             "ticket.view",
             "ticket.create",
             "ticket.assign",

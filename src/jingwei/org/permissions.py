@@ -18,6 +18,9 @@ PERMISSIONS: dict[str, str] = {
     "customer.edit": "编辑客户",
     "customer.export": "导出客户",
     "customer.view_pii": "查看完整手机号与证件号",
+    "customer.import": "导入客户",
+    "customer.assign": "分配客户、在职转接与离职继承",
+    "customer.manage": "管理标签、自动标签规则、分群、公海与评分设置",
     # tickets
     "ticket.view": "查看工单",
     "ticket.create": "创建工单",

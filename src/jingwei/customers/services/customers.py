@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from jingwei.audit.services import changed, snapshot
-from jingwei.core.errors import Conflict, Invalid, NotFound
+from jingwei.core.errors import Conflict, Forbidden, Invalid, NotFound
 from jingwei.org.scope import Actor
 from jingwei.org.services import check_refs
 
@@ -24,6 +24,7 @@ from .common import (
     identity_snapshot,
     record,
 )
+from .ownership import ASSIGN, owner_change_record
 from .resolution import propose_lookalikes
 
 NOT_NULL = ("kind", "name", "level", "company_name", "source", "remark")
@@ -44,10 +45,24 @@ def customer_update(*, actor: Actor, customer_id: int, changes: Mapping[str, Any
         customer = customer_for_write(actor, customer_id)
         check_refs(actor.tenant_id, {**changes, "collaborator_ids": collaborator_ids or ()})
         before = snapshot(customer, PROFILE_FIELDS)
+        previous_owner = customer.owner_id
         for name, value in changes.items():
             setattr(customer, name, value)
         customer.company_key = company_key(customer.kind, customer.name, customer.company_name)
-        customer.save(update_fields=[*changes, "company_key", "updated_at"])
+        owner_moved = customer.owner_id != previous_owner
+        if owner_moved and not actor.has_perm(ASSIGN):
+            # Otherwise an edit would bypass the pool's claim limits and the handover log.
+            raise Forbidden(
+                "更换负责人需要「分配客户」权限；可从公海领取或申请交接",
+                code="forbidden",
+                field="owner_id",
+            )
+        if owner_moved:
+            customer.owned_since = timezone.now() if customer.owner_id else None
+        owned = ["owned_since"] if owner_moved else []
+        customer.save(update_fields=[*changes, *owned, "company_key", "updated_at"])
+        if owner_moved:
+            owner_change_record(customer, previous_owner, actor=actor)
         collaborators = None
         if collaborator_ids is not None:
             collaborators = _set_collaborators(customer, collaborator_ids)

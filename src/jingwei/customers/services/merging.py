@@ -28,9 +28,13 @@ from ..models import (
     CandidateStatus,
     Customer,
     CustomerCollaborator,
+    CustomerEvent,
+    CustomerTag,
+    FollowUp,
     Identity,
     MergeCandidate,
     MergeRecord,
+    OwnershipChange,
 )
 from .common import EDIT, FILLABLE, company_key, ensure_still_visible, lock_customers, record
 
@@ -64,6 +68,10 @@ def register_movable(
 
 register_movable("customers.identity", Identity)
 register_movable("customers.collaborator", CustomerCollaborator, unique_with=("employee",))
+register_movable("customers.tag", CustomerTag, unique_with=("tag",))
+register_movable("customers.event", CustomerEvent)
+register_movable("customers.follow_up", FollowUp)
+register_movable("customers.ownership_change", OwnershipChange)
 
 
 def _pair(a: int, b: int) -> Q:
@@ -142,7 +150,17 @@ def _merge(actor: Actor, target_id: int, source_id: int, reason: str) -> MergeRe
             filled[name] = [getattr(target, name), getattr(source, name)]
             setattr(target, name, getattr(source, name))
     target.company_key = company_key(target.kind, target.name, target.company_name)
-    target.save(update_fields=[*filled, "company_key", "updated_at"])
+    # An owner taken over from the source keeps the source's ownership clock (the pool's
+    # no-follow-up return counts from it), as do its follow-up dates when the target has none.
+    carried = ["owned_since"] if "owner_id" in filled else []
+    for name in ("last_followed_at", "next_follow_up_at"):
+        if getattr(source, name) and (
+            not getattr(target, name) or getattr(source, name) > getattr(target, name)
+        ):
+            carried.append(name)
+    for name in carried:
+        setattr(target, name, getattr(source, name))
+    target.save(update_fields=[*filled, *carried, "company_key", "updated_at"])
     source.merged_into = target
     source.merged_at = now
     source.save(update_fields=["merged_into", "merged_at", "updated_at"])

@@ -23,8 +23,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from jingwei.audit.services import snapshot
-from jingwei.core.errors import Conflict, Invalid
+from jingwei.audit.services import audit_record, snapshot
+from jingwei.core.errors import Conflict, DomainError, Invalid
 from jingwei.org.scope import Actor
 from jingwei.org.services import check_refs
 
@@ -38,6 +38,8 @@ from ..models import (
     Identity,
     IdentityStatus,
     MergeCandidate,
+    OwnershipChange,
+    OwnershipChangeKind,
 )
 from .common import (
     EDIT,
@@ -49,6 +51,7 @@ from .common import (
     lock_customers,
     record,
 )
+from .ownership import owner_change_record
 
 ATTEMPTS = 3
 SAME_NAME_LIMIT = 50  # look-alikes compared per resolve: a very common name stays cheap
@@ -247,7 +250,10 @@ def _create(actor: Actor | None, tenant_id: int, data: dict[str, Any]) -> Custom
     name = str(data.get("name") or "").strip() or "未命名客户"
     customer = Customer(tenant_id=tenant_id, name=name, **fields)
     customer.company_key = company_key(customer.kind, customer.name, customer.company_name)
+    customer.owned_since = timezone.now() if customer.owner_id else None
     customer.save()
+    if customer.owner_id:
+        owner_change_record(customer, None, actor=actor)
     return customer
 
 
@@ -257,7 +263,12 @@ def _fill_blanks(customer: Customer, data: dict[str, Any]) -> list[str]:
         for f in filled:
             setattr(customer, f, data[f])
         customer.company_key = company_key(customer.kind, customer.name, customer.company_name)
-        customer.save(update_fields=[*filled, "company_key", "updated_at"])
+        if "owner_id" in filled:  # a pool customer registered again, with an owner
+            customer.owned_since = timezone.now()
+        owned = ["owned_since"] if "owner_id" in filled else []
+        customer.save(update_fields=[*filled, *owned, "company_key", "updated_at"])
+        if owned:
+            owner_change_record(customer, None, actor=None)
     return filled
 
 
@@ -402,3 +413,273 @@ def propose_lookalikes(customer: Customer) -> list[MergeCandidate]:
         if proposal is not None:
             found.append(proposal)
     return found
+
+
+# --- many at once --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResolveItem:
+    """One customer as a bulk channel states it (a row of an import, a contact of a sync)."""
+
+    identities: Sequence[IdentityInput] = ()
+    profile: Mapping[str, Any] = field(default_factory=dict)
+
+
+def resolve_many(
+    *,
+    actor: Actor | None,
+    tenant_id: int | None = None,
+    items: Sequence[ResolveItem],
+    source: str = "",
+) -> list[Resolution]:
+    """`resolve_in_transaction` for many customers at once, in the caller's transaction, with the
+    same outcome as resolving them one by one in order, in a handful of statements.
+
+    The common cases go in bulk: every stated key unknown (a new customer), or every known key
+    on one customer and nothing else in the batch stating the same keys (seen again). The rest
+    (keys on two customers, two items stating one key, a customer the actor may not edit, a
+    concurrent writer) is resolved one by one through `resolve_in_transaction`, after the bulk
+    part, so the order of outcomes only differs where items did not touch each other.
+    One audit event records the batch (ids created and matched) instead of one per customer.
+    A bad identity is refused naming `items.<n>.identities.<m>.<field>`.
+    """
+    if actor is not None:
+        actor.require(EDIT)
+        tenant_id = actor.tenant_id
+    if tenant_id is None:
+        raise ValueError("resolve_many needs an actor or a tenant_id")
+    stated: list[list[_Stated]] = []
+    profiles: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        try:
+            stated.append(stated_identities(item.identities))
+        except Invalid as exc:
+            raise Invalid(exc.message, code=exc.code, field=f"items.{index}.{exc.field}") from None
+        data = {k: v for k, v in item.profile.items() if v is not None}
+        if not stated[-1] and not data.get("name"):
+            raise Invalid(
+                "请填写客户名称或至少一个身份", code="required", field=f"items.{index}.name"
+            )
+        profiles.append(data)
+    _check_refs_many(tenant_id, profiles)
+
+    results: list[Resolution | None] = [None] * len(items)
+    slow: list[int] = []
+    try:
+        with transaction.atomic():
+            _bulk(actor, tenant_id, stated, profiles, source, results, slow)
+    except IntegrityError:
+        # A concurrent writer took one of the keys: resolve every item carefully instead.
+        results, slow = [None] * len(items), list(range(len(items)))
+    for index in slow:
+        results[index] = resolve_in_transaction(
+            actor=actor,
+            tenant_id=tenant_id,
+            identities=items[index].identities,
+            profile=profiles[index],
+            source=source,
+        )
+    return [r for r in results if r is not None]
+
+
+def _check_refs_many(tenant_id: int, profiles: list[dict[str, Any]]) -> None:
+    """Every region, department and owner the profiles name exists in the tenant (one query per
+    kind of reference); the first item naming a missing one is refused by its index."""
+    from jingwei.org.models import Department, Employee, Region
+
+    for name, model in (
+        ("region_id", Region),
+        ("department_id", Department),
+        ("owner_id", Employee),
+    ):
+        wanted = {p[name] for p in profiles if p.get(name) is not None}
+        if not wanted:
+            continue
+        present = set(
+            model.objects.filter(tenant_id=tenant_id, pk__in=wanted).values_list("pk", flat=True)
+        )
+        for index, p in enumerate(profiles):
+            if p.get(name) is not None and p[name] not in present:
+                raise DomainError(
+                    f"{model._meta.verbose_name}不存在",
+                    code="invalid_reference",
+                    field=f"items.{index}.{name}",
+                )
+
+
+def _owners_many(tenant_id: int, keys: set[IdentityKey]) -> dict[IdentityKey, tuple[int, int]]:
+    """key → (identity id, customer id) for the active identities among `keys`, one query per
+    kind and namespace (and per 1,000 values)."""
+    by_space: dict[tuple[str, str], list[str]] = {}
+    for key in keys:
+        by_space.setdefault((key.kind, key.namespace), []).append(key.value)
+    found: dict[IdentityKey, tuple[int, int]] = {}
+    active = Identity.objects.filter(tenant_id=tenant_id, status=IdentityStatus.ACTIVE)
+    for (kind, namespace), values in by_space.items():
+        for start in range(0, len(values), 1000):
+            rows = active.filter(
+                kind=kind, namespace=namespace, value__in=values[start : start + 1000]
+            ).values_list("value", "pk", "customer_id")
+            for value, pk, customer_id in rows:
+                found[IdentityKey(kind, namespace, value)] = (pk, customer_id)
+    return found
+
+
+def _bulk(
+    actor: Actor | None,
+    tenant_id: int,
+    stated: list[list[_Stated]],
+    profiles: list[dict[str, Any]],
+    source: str,
+    results: list[Resolution | None],
+    slow: list[int],
+) -> None:
+    now = timezone.now()
+    mentions: dict[IdentityKey, int] = {}
+    for keys in stated:
+        for s in keys:
+            mentions[s.key] = mentions.get(s.key, 0) + 1
+    found = _owners_many(tenant_id, set(mentions))
+
+    new: list[int] = []
+    matched: dict[int, int] = {}  # item → customer
+    for index, keys in enumerate(stated):
+        owners = {found[s.key][1] for s in keys if s.key in found}
+        shared = any(mentions[s.key] > 1 for s in keys)
+        if shared or len(owners) > 1 or (actor is not None and not owners):
+            # An actor's new customer takes their scope defaults: the careful path handles it.
+            slow.append(index)
+        elif owners:
+            matched[index] = owners.pop()
+        else:
+            new.append(index)
+
+    locked = lock_customers(set(matched.values())) if matched else {}
+    for index, customer_id in list(matched.items()):
+        customer = locked.get(customer_id)
+        if customer is None or customer.merged_into_id is not None:
+            del matched[index]
+            slow.append(index)
+    if actor is not None and matched:
+        editable = set(
+            Customer.objects.visible_to(actor, EDIT)
+            .filter(pk__in=set(matched.values()))
+            .values_list("pk", flat=True)
+        )
+        for index, customer_id in list(matched.items()):
+            if customer_id not in editable:
+                del matched[index]
+                slow.append(index)  # answers customer_exists_elsewhere there, as one by one
+    slow.sort()
+
+    created = Customer.objects.bulk_create(
+        [_unsaved(tenant_id, profiles[index], now) for index in new], batch_size=500
+    )
+    OwnershipChange.objects.bulk_create(
+        [
+            OwnershipChange(
+                tenant_id=tenant_id,
+                customer=c,
+                kind=OwnershipChangeKind.ASSIGN,
+                to_owner_id=c.owner_id,
+                at=now,
+            )
+            for c in created
+            if c.owner_id
+        ],
+        batch_size=500,
+    )
+    customers = dict(zip(new, created, strict=True))
+    customers.update({index: locked[cid] for index, cid in matched.items()})
+
+    attach: list[tuple[int, Identity]] = []
+    seen_ids: list[int] = []
+    verified_ids: list[int] = []
+    for index, customer in customers.items():
+        for s in stated[index]:
+            if s.key in found:
+                seen_ids.append(found[s.key][0])
+                if s.verified:
+                    verified_ids.append(found[s.key][0])
+            else:
+                attach.append(
+                    (
+                        index,
+                        Identity(
+                            tenant_id=tenant_id,
+                            customer=customer,
+                            kind=s.key.kind,
+                            namespace=s.key.namespace,
+                            value=s.key.value,
+                            verified=s.verified,
+                            source=(s.source or source)[:50],
+                            first_seen_at=now,
+                            last_seen_at=now,
+                        ),
+                    )
+                )
+    Identity.objects.bulk_create([row for _, row in attach], batch_size=500)
+    for start in range(0, len(seen_ids), 1000):
+        Identity.objects.filter(pk__in=seen_ids[start : start + 1000]).update(last_seen_at=now)
+    if verified_ids:
+        Identity.objects.filter(pk__in=verified_ids).update(verified=True)
+
+    attached: dict[int, list[Identity]] = {}
+    for index, row in attach:
+        attached.setdefault(index, []).append(row)
+    fresh = set(new)
+    for index, customer in customers.items():
+        result = Resolution(customer=customer, outcome="created" if index in fresh else "matched")
+        result.attached = attached.get(index, [])
+        if index in matched:
+            result.filled = _fill_blanks(customer, profiles[index])
+        results[index] = result
+    _propose_for_new(tenant_id, [customers[i] for i in new])
+    if customers:
+        audit_record(
+            actor=actor,
+            tenant_id=tenant_id,
+            action="customers.customer.batch_resolved",
+            subject=None,
+            data={
+                "created": [c.pk for c in created],
+                "matched": sorted({c.pk for i, c in customers.items() if i in matched}),
+                "identities_attached": len(attach),
+                "source": source,
+            },
+        )
+
+
+def _unsaved(tenant_id: int, data: dict[str, Any], now: datetime) -> Customer:
+    fields = {k: data[k] for k in PROFILE_FIELDS if k in data and k != "name"}
+    name = str(data.get("name") or "").strip() or "未命名客户"
+    customer = Customer(tenant_id=tenant_id, name=name, **fields)
+    customer.owned_since = now if customer.owner_id else None
+    customer.company_key = company_key(customer.kind, customer.name, customer.company_name)
+    return customer
+
+
+def _propose_for_new(tenant_id: int, created: list[Customer]) -> None:
+    """Look-alikes for new customers, asking only for those that have a namesake (or company
+    namesake) at all: one query tells which."""
+    if not created:
+        return
+    names = {c.name for c in created if c.kind == CustomerKind.PERSON}
+    companies = {c.company_key for c in created if c.company_key}
+    others = Customer.objects.filter(tenant_id=tenant_id, merged_into__isnull=True).exclude(
+        pk__in=[c.pk for c in created]
+    )
+    with_namesake = set(others.filter(name__in=names).values_list("name", flat=True))
+    with_company = set(
+        others.filter(company_key__in=companies).values_list("company_key", flat=True)
+    )
+    # Two new customers of one batch may be namesakes of each other, too.
+    seen_names: set[str] = set()
+    for c in created:
+        if c.kind == CustomerKind.PERSON and c.name in seen_names:
+            with_namesake.add(c.name)
+        seen_names.add(c.name)
+    for c in created:
+        if c.name in with_namesake or (c.company_key and c.company_key in with_company):
+            propose_lookalikes(c)

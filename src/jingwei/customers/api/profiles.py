@@ -13,9 +13,9 @@ from jingwei.core.api import DB_INT_MAX, AuthedRequest, Filters, In, Page
 from jingwei.core.errors import Invalid
 from jingwei.core.pii import MaskedPhone
 
-from . import selectors, services
-from .identities import VALUE_MAX, IdentityInput, present_identity
-from .models import Customer, Identity, MergeCandidate, MergeRecord
+from .. import selectors, services
+from ..identities import VALUE_MAX, IdentityInput, present_identity
+from ..models import Customer, Identity, MergeCandidate, MergeRecord
 
 # Mounted at the API root (see jingwei.api) with full paths, so that the list lives at
 # /api/customers itself rather than at /api/customers/ or under a sub-path.
