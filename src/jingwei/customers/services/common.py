@@ -8,6 +8,8 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
+from django.db.models import QuerySet
+
 from jingwei.audit.services import audit_record
 from jingwei.core.errors import Conflict, Forbidden, NotFound
 from jingwei.org.scope import Actor
@@ -17,6 +19,10 @@ from ..models import Customer, CustomerKind, Identity
 
 VIEW = "customer.view"
 EDIT = "customer.edit"
+EXPORT = "customer.export"
+IMPORT = "customer.import"
+ASSIGN = "customer.assign"  # assign, transfer, hand over
+MANAGE = "customer.manage"  # tags, rules, segments, pools, scoring
 
 # Profile fields a caller may set, and those that a merge or a later sighting of the same customer
 # may fill when they are blank (never overwriting what someone entered).
@@ -93,16 +99,24 @@ def lock_customers(ids: Iterable[int]) -> dict[int, Customer]:
 
 
 def customer_for_write(actor: Actor, customer_id: int, *, field: str = "customer_id") -> Customer:
-    """The active customer `customer_id`, locked, if the actor may edit it. Absent, another
-    tenant's and out of scope answer alike (404); a merged customer's id answers 409 naming the
-    customer it was merged into (which the actor may edit, so nothing leaks)."""
+    """The active customer `customer_id`, locked, if the actor may edit it (see customer_locked)."""
     actor.require(EDIT)
+    return customer_locked(
+        actor, customer_id, Customer.objects.visible_to(actor, EDIT), field=field
+    )
+
+
+def customer_locked(
+    actor: Actor, customer_id: int, reach: QuerySet[Customer], *, field: str = "customer_id"
+) -> Customer:
+    """The active customer `customer_id`, locked, if it is in `reach` (a scoped queryset).
+    Absent, another tenant's and out of reach answer alike (404); a merged customer's id
+    answers 409 naming the customer it was merged into (which is in reach, so nothing leaks)."""
     target = survivor_id(actor.tenant_id, customer_id)
-    if target is None or not (Customer.objects.visible_to(actor, EDIT).filter(pk=target).exists()):
+    if target is None or not reach.filter(pk=target).exists():
         raise NotFound("客户不存在", field=field)
     customer = lock_customers([target])[target]
     if customer.merged_into_id is not None:
-        # merged between the look-up and the lock: the caller may retry
         raise Conflict("客户刚被合并，请刷新后重试", code="customer_merged", field=field)
     if target != customer_id:
         raise Conflict(

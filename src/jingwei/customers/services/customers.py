@@ -17,6 +17,7 @@ from jingwei.org.services import check_refs
 from ..identities import IdentityInput, identity_key
 from ..models import Customer, CustomerCollaborator, Identity, IdentityStatus
 from .common import (
+    ASSIGN,
     PROFILE_FIELDS,
     company_key,
     customer_for_write,
@@ -24,7 +25,7 @@ from .common import (
     identity_snapshot,
     record,
 )
-from .ownership import ASSIGN, owner_change_record
+from .ownership import owner_change_record
 from .resolution import propose_lookalikes
 
 NOT_NULL = ("kind", "name", "level", "company_name", "source", "remark")

@@ -42,10 +42,10 @@ from ..models import (
     Identity,
     IdentityStatus,
 )
-from .common import EDIT, lock_customers, survivor_id
+from .common import EDIT, MANAGE, lock_customers, survivor_id
 from .resolution import resolve_in_transaction
 from .tag_rules import enabled_rules, rules_apply_to_customer
-from .tagging import MANAGE, readable_customer
+from .tagging import readable_customer
 
 BATCH_MAX = 500
 DATA_MAX_BYTES = 8 * 1024  # an event's `data`, as UTF-8 JSON: details, not documents

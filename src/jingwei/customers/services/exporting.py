@@ -21,9 +21,9 @@ from jingwei.org.scope import Actor
 from .. import selectors
 from ..identities import IdentityKind, present_identity
 from ..models import Customer, CustomerTag, Identity, IdentityStatus
+from .common import EXPORT
 from .segments import segment_members
 
-EXPORT = "customer.export"
 COLUMNS = [
     "编号",
     "名称",

@@ -28,8 +28,8 @@ from ..models import (
     OwnershipChange,
     OwnershipChangeKind,
 )
-from .common import VIEW, lock_customers
-from .ownership import ASSIGN, employee_in_tenant, reminders_cancel
+from .common import ASSIGN, VIEW, lock_customers
+from .ownership import employee_in_tenant, reminders_cancel
 from .pools import region_pools
 
 KINDS = (OwnershipChangeKind.TRANSFER, OwnershipChangeKind.RESIGNATION)

@@ -78,15 +78,12 @@ from ..models import (
     TagGroup,
     TagSource,
 )
-from .common import EDIT
+from .common import ASSIGN, EDIT, IMPORT, MANAGE
 from .resolution import resolve_in_transaction
 from .timeline import EventDraft, events_record_many
 
 logger = logging.getLogger(__name__)
 
-IMPORT = "customer.import"
-MANAGE = "customer.manage"
-ASSIGN = "customer.assign"
 
 PROGRESS_EVERY = 200  # rows per committed progress step
 MAX_STORED_ERRORS = 50_000  # a file of 200,000 bad rows must not become a 300 MB JSON value

@@ -27,10 +27,8 @@ from jingwei.org.scope import Actor
 
 from ..identities import IdentityKind
 from ..models import Customer, Identity, IdentityStatus, OwnershipChange, OwnershipChangeKind
-from .common import VIEW, lock_customers, record, survivor_id
+from .common import ASSIGN, VIEW, customer_locked, record, survivor_id
 
-ASSIGN = "customer.assign"
-MANAGE = "customer.manage"
 REMINDER_TIMER = "customers.follow_up_reminder"
 
 
@@ -81,27 +79,6 @@ def with_phones(qs: QuerySet[Customer]) -> QuerySet[Customer]:
         Prefetch("identities", queryset=phones.order_by("id"), to_attr="active_phones"),
         "collaborations",
     )
-
-
-def customer_locked(
-    actor: Actor, customer_id: int, reach: QuerySet[Customer], *, field: str = "customer_id"
-) -> Customer:
-    """The active customer `customer_id`, locked, if it is in `reach` (a scoped queryset).
-    Absent, another tenant's and out of reach answer alike (404); a merged customer's id
-    answers 409 naming the customer it was merged into (which is in reach, so nothing leaks)."""
-    target = survivor_id(actor.tenant_id, customer_id)
-    if target is None or not reach.filter(pk=target).exists():
-        raise NotFound("客户不存在", field=field)
-    customer = lock_customers([target])[target]
-    if customer.merged_into_id is not None:
-        raise Conflict("客户刚被合并，请刷新后重试", code="customer_merged", field=field)
-    if target != customer_id:
-        raise Conflict(
-            f"该客户已合并到客户 {target}，请在合并后的客户上操作",
-            code="customer_merged",
-            field=field,
-        )
-    return customer
 
 
 def employee_in_tenant(

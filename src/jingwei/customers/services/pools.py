@@ -32,11 +32,8 @@ from jingwei.org.scope import Q_NONE, Actor
 from jingwei.org.services import check_refs
 
 from ..models import Customer, CustomerPool, OwnershipChange, OwnershipChangeKind
-from .common import EDIT, VIEW, lock_customers, record, survivor_id
+from .common import ASSIGN, EDIT, MANAGE, VIEW, customer_locked, lock_customers, record, survivor_id
 from .ownership import (
-    ASSIGN,
-    MANAGE,
-    customer_locked,
     local_day,
     owner_change_record,
     reminders_cancel,

@@ -31,10 +31,9 @@ from jingwei.org.scope import Actor
 
 from .. import conditions, selectors
 from ..models import Customer, ScoreSignal
-from .common import VIEW
+from .common import MANAGE, VIEW
 from .segments import describe_conditions
 
-MANAGE = "customer.manage"
 POINTS_MAX = 1000
 SIGNAL_FIELDS = ("name", "conditions", "points", "enabled", "sort")
 

@@ -23,9 +23,8 @@ from jingwei.org.scope import Actor
 
 from .. import conditions, selectors
 from ..models import Customer, CustomerKind, CustomerLevel, Segment
-from .common import VIEW
+from .common import MANAGE, VIEW
 
-MANAGE = "customer.manage"
 SEGMENT_FIELDS = ("name", "description", "conditions")
 
 

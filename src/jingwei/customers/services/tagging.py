@@ -34,10 +34,9 @@ from ..models import (
     TagRule,
     TagSource,
 )
-from .common import EDIT, VIEW, lock_customers, record, survivor_id
+from .common import EDIT, MANAGE, VIEW, lock_customers, record, survivor_id
 from .timeline import EventDraft, events_record_many
 
-MANAGE = "customer.manage"
 BULK_MAX = 1000  # customers in one bulk tagging; more is a job for a rule or a segment
 WRITE_CHUNK = 5000  # rows per INSERT / DELETE of a bulk write
 ID_MAX = 2**63 - 1  # the largest id a BIGINT holds: larger ones name nothing
