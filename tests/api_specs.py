@@ -8,10 +8,17 @@ One row per operation (method + path template). A row says:
   answer exactly like a missing id.
 - `body`: a valid request body for the caller's side (it may build what it refers to).
 - `body_refs`: body fields that name other objects, with a builder of such an object in a given
-  tenant: another tenant's id there must be refused exactly like a missing one.
+  tenant: another tenant's id there must be refused exactly like a missing one. The builder gives
+  the field's whole value: an id, a list of ids, or an object holding ids (a routing rule's
+  assignment); the missing twin has every id in it replaced.
 - `rows`: for a read, exactly the rows the side's admin must get back; `shows`: fields a
   single-object read must carry; `query_refs`: filters that point at objects (another tenant's
   object must answer exactly like a missing one).
+
+Path parameters are ids (a missing id is 987654321), text keys (a file's key: a missing key is
+"no-such-key") or choices such as a file format (`fmt`, kept as built). A `public` row with a path
+names a link token anyone may use: there an unknown token must answer 404. `status` picks the
+valid call's success status where the operation documents several.
 
 tests/test_api_contract.py fails when an operation registered on the API has no row here, and
 derives the bad-input cases (wrong types, missing and unknown fields, bad query parameters) from
@@ -29,6 +36,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -55,6 +63,7 @@ from jingwei.customers.services.events import EventInput
 from jingwei.customers.services.ownership import local_day, time_zone_of
 from jingwei.flows import calendars as flow_calendars
 from jingwei.flows import services as flows
+from jingwei.flows.demo import shipped_xml as shipped_flow_xml
 from jingwei.flows.models import Instance as FlowInstance
 from jingwei.flows.models import ProcessDefinition, ProcessVersion, TaskCandidate, WorkCalendar
 from jingwei.flows.models import Task as FlowTask
@@ -70,6 +79,17 @@ from jingwei.org.models import (
     Tenant,
 )
 from jingwei.org.scope import actor_for
+from jingwei.tickets import services as tickets
+from jingwei.tickets.forms import builtin_form
+from jingwei.tickets.models import (
+    Attachment,
+    Mailbox,
+    Opportunity,
+    Queue,
+    RoutingRule,
+    Ticket,
+    TicketTemplate,
+)
 
 from .factories import FAST_PASSWORD, EmployeeFactory, make_department, make_region, make_role
 
@@ -457,6 +477,219 @@ def new_score_signal(s: Side) -> ScoreSignal:
     )
 
 
+# --- tickets ---
+
+
+TICKET_FLOW = "after_sales"
+
+
+def ticket_flow(s: Side) -> str:
+    """The shipped after-sales SOP, published once in the side's tenant (tickets run on it)."""
+    if not ProcessDefinition.objects.filter(tenant=s.tenant, key=TICKET_FLOW).exists():
+        actor = actor_for(s.admin)
+        flows.definition_save(
+            actor=actor, key=TICKET_FLOW, name="售后维修 SOP", xml=shipped_flow_xml(TICKET_FLOW)
+        )
+        flows.definition_publish(actor=actor, key=TICKET_FLOW)
+    return TICKET_FLOW
+
+
+def template_body(s: Side) -> dict[str, Any]:
+    return {
+        "key": f"{s.slug}-tpl-{next(_seq)}",
+        "name": s.name("模板"),
+        "category": "售后",
+        "description": s.name("报修说明"),
+        "form": builtin_form("after_sales_repair"),
+        "flow_key": ticket_flow(s),
+        "default_priority": "B",
+    }
+
+
+def new_template(s: Side) -> TicketTemplate:
+    """A fresh global template on the after-sales form and flow."""
+    data = template_body(s)
+    return tickets.template_create(actor=actor_for(s.admin), **data)
+
+
+def new_revised_template(s: Side) -> TicketTemplate:
+    """A template with a second version (its default priority changed), so it can be reverted."""
+    template = new_template(s)
+    tickets.template_update(
+        actor=actor_for(s.admin), template_id=template.pk, changes={"default_priority": "A"}
+    )
+    return template
+
+
+def new_public_template(s: Side) -> TicketTemplate:
+    template = new_template(s)
+    return tickets.template_publish_form(
+        actor=actor_for(s.admin), template_id=template.pk, enabled=True
+    )
+
+
+# A region's own field on top of the after-sales form.
+OWN_FIELDS = {
+    "schema": {"properties": {"cold_chain_tracking": {"type": "string", "maxLength": 40}}},
+    "ui": {"cold_chain_tracking": {"label": "冷链物流追踪号", "widget": "text", "order": 900}},
+}
+
+
+def new_override(s: Side) -> TicketTemplate:
+    """上海's override of a fresh global template."""
+    return tickets.override_create(
+        actor=actor_for(s.admin),
+        template_id=new_template(s).pk,
+        region_id=s.org.shanghai.pk,
+        own_fields=OWN_FIELDS,
+    )
+
+
+def inquiry_answers(s: Side) -> dict[str, Any]:
+    """Answers of the after-sales form for a product question (the shortest valid filling)."""
+    return {
+        "contact_name": s.name("联系人"),
+        "contact_phone": new_phone(),
+        "service_type": "产品咨询",
+        "question": s.name("咨询空调型号"),
+    }
+
+
+def new_ticket(s: Side, **changes: Any) -> Ticket:
+    """A console ticket of a fresh template for a customer of 上海 (no queue, no owner: no
+    routing rule matches), with `changes` written over it afterwards."""
+    ticket = tickets.ticket_create(
+        actor=actor_for(s.admin),
+        new=tickets.NewTicket(
+            template_key=new_template(s).key,
+            answers=inquiry_answers(s),
+            source="console",
+            title=s.name("工单"),
+            customer_id=new_customer(s).pk,
+            region_id=s.org.shanghai.pk,
+        ),
+    ).ticket
+    if changes:
+        Ticket.objects.filter(pk=ticket.pk).update(**changes)
+        ticket.refresh_from_db()
+    return ticket
+
+
+def new_queue(s: Side) -> Queue:
+    return tickets.queue_save(
+        actor=actor_for(s.admin),
+        name=s.name("队列"),
+        region_id=s.org.east.pk,
+        member_ids=[s.admin.pk],
+    )
+
+
+def new_routing_rule(s: Side) -> RoutingRule:
+    """A rule sending 华东's tickets of a template no ticket uses to a fresh queue."""
+    return tickets.rule_save(
+        actor=actor_for(s.admin),
+        name=s.name("规则"),
+        conditions={
+            "all": [
+                {"field": "region", "op": "within", "value": s.org.east.pk},
+                {"field": "template", "op": "eq", "value": f"{s.slug}-none"},
+            ]
+        },
+        queue_id=new_queue(s).pk,
+        assignment={"rule": "least_loaded"},
+    )
+
+
+def new_opportunity(s: Side) -> Opportunity:
+    return tickets.opportunity_create(
+        actor=actor_for(s.admin),
+        customer_id=new_customer(s).pk,
+        title=s.name("商机"),
+        amount=Decimal("8800.00"),
+        region_id=s.org.shanghai.pk,
+    )
+
+
+def new_mailbox(s: Side) -> Mailbox:
+    return tickets.mailbox_save(
+        actor=actor_for(s.admin),
+        address=f"{s.slug}.service{next(_seq)}@example.cn",
+        template_id=new_template(s).pk,
+    )
+
+
+def new_attachment(s: Side) -> Attachment:
+    """A photo the admin uploaded for a form answer (not yet on a ticket)."""
+    upload = SimpleUploadedFile(f"{s.slug}-{next(_seq)}.png", PNG, content_type="image/png")
+    return tickets.attachment_upload(actor=actor_for(s.admin), upload=upload)
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64  # enough of a PNG for an upload
+
+
+def upload_form(s: Side) -> dict[str, Any]:
+    upload = io.BytesIO(PNG)
+    upload.name = f"{s.slug}-现场照片.png"
+    return {"file": upload}
+
+
+def ticket_body(s: Side) -> dict[str, Any]:
+    return {
+        "template": new_template(s).key,
+        "answers": inquiry_answers(s),
+        "source": "phone",
+        "source_key": f"{s.slug}-call-{next(_seq)}",
+        "title": s.name("新工单"),
+        "customer_id": new_customer(s).pk,
+        "region_id": s.org.shanghai.pk,
+        "priority": "A",
+        "contact_name": s.name("来电人"),
+        "contact_phone": new_phone(),
+        "contact_email": f"{s.slug}.{next(_seq)}@example.cn",
+        "opportunity_id": new_opportunity(s).pk,
+        "project_ref": "PRJ-2026-01",
+        "shop_order_ref": "SO20261124001",
+        "watcher_ids": [new_employee(s).pk],
+        "attachment_keys": [new_attachment(s).key],
+    }
+
+
+def rule_body(s: Side) -> dict[str, Any]:
+    return {
+        "name": s.name("新规则"),
+        "conditions": {"field": "region", "op": "within", "value": s.org.east.pk},
+        "queue_id": new_queue(s).pk,
+        "assignment": {"rule": "user", "employee_id": new_employee(s).pk},
+        "priority": "A",
+        "position": 5,
+        "is_active": True,
+    }
+
+
+def dry_run_body(s: Side) -> dict[str, Any]:
+    """A ticket as the dry run is asked about it, with a rule there to try."""
+    new_routing_rule(s)
+    return {
+        "template": new_template(s).key,
+        "source": "phone",
+        "region_id": s.org.shanghai.pk,
+        "customer_id": new_customer(s).pk,
+        "priority": "A",
+        "answers": inquiry_answers(s),
+    }
+
+
+def public_submission(s: Side) -> dict[str, Any]:
+    return {
+        "submission_id": f"{s.slug}-web-{next(_seq):08d}",
+        "answers": inquiry_answers(s),
+        "contact_name": s.name("网友"),
+        "contact_phone": new_phone(),
+        "contact_email": f"{s.slug}.{next(_seq)}@example.cn",
+        "website": "",
+    }
+
+
 def populate(s: Side) -> None:
     """At least one row of every kind the API lists, all labelled with the side's label."""
     for build in (
@@ -482,6 +715,12 @@ def populate(s: Side) -> None:
         new_import_job,
         new_segment,
         new_score_signal,
+        new_override,
+        new_public_template,
+        new_routing_rule,
+        new_mailbox,
+        new_attachment,
+        lambda s: new_ticket(s, opportunity=new_opportunity(s), owner=s.admin),
     ):
         build(s)
 
@@ -497,13 +736,16 @@ def _in_a_year() -> str:
 class Endpoint:
     method: str
     path: str
-    target: Callable[[Side], dict[str, int]] | None = None
+    target: Callable[[Side], dict[str, Any]] | None = None
     body: Callable[[Side], dict[str, Any]] | None = None
-    body_refs: dict[str, Callable[[Side], int]] = field(default_factory=dict)
+    body_refs: dict[str, Callable[[Side], Any]] = field(default_factory=dict)
     rows: Callable[[Side], QuerySet[Any]] | None = None
     shows: Callable[[Side], dict[str, Any]] | None = None
     query_refs: dict[str, Callable[[Side], Any]] = field(default_factory=dict)
     public: bool = False
+    # The success status of the valid call where the operation documents several (201: a new
+    # ticket; 200 would be a retried one); else the lowest documented.
+    status: int | None = None
     # A multipart/form-data upload instead of a JSON body: valid form fields (files as
     # file-like objects with a `name`).
     form: Callable[[Side], dict[str, Any]] | None = None
@@ -550,6 +792,33 @@ _CUSTOMER_REFS: dict[str, Callable[[Side], int]] = {
     "region_id": _pk(new_region),
     "department_id": _pk(new_department),
     "owner_id": _pk(new_employee),
+}
+
+
+_TICKET_FILTERS: dict[str, Callable[[Side], Any]] = {
+    "q": lambda s: s.label,
+    "template": lambda s: new_ticket(s).template.key,
+    "queue_id": lambda s: new_ticket(s, queue=new_queue(s)).queue_id,
+    "owner_id": lambda s: new_ticket(s, owner=s.admin).owner_id,
+    "region_id": lambda s: s.org.east.pk,
+    "customer_id": lambda s: new_ticket(s).customer_id,
+    "opportunity_id": lambda s: new_ticket(s, opportunity=new_opportunity(s)).opportunity_id,
+}
+_TICKET_REFS: dict[str, Callable[[Side], Any]] = {
+    "customer_id": _pk(new_customer),
+    "region_id": _pk(new_region),
+    "opportunity_id": _pk(new_opportunity),
+    "watcher_ids": lambda s: [new_employee(s).pk],
+}
+_RULE_REFS: dict[str, Callable[[Side], Any]] = {
+    "queue_id": _pk(new_queue),
+    "assignment": lambda s: {"rule": "user", "employee_id": new_employee(s).pk},
+    "conditions": lambda s: {"field": "region", "op": "within", "value": new_region(s).pk},
+}
+_OPPORTUNITY_REFS: dict[str, Callable[[Side], Any]] = {
+    "customer_id": _pk(new_customer),
+    "owner_id": _pk(new_employee),
+    "region_id": _pk(new_region),
 }
 
 
@@ -1255,6 +1524,277 @@ ENDPOINTS: list[Endpoint] = [
         target=_ids(signal_id=new_score_signal),
     ),
     Endpoint("GET", "/api/customers/{customer_id}/score", target=_ids(customer_id=new_customer)),
+    # --- tickets ---
+    # templates
+    Endpoint("GET", "/api/tickets/templates", rows=_tenant_rows(TicketTemplate)),
+    Endpoint("POST", "/api/tickets/templates", body=template_body),
+    Endpoint("GET", "/api/tickets/templates/{template_id}", target=_ids(template_id=new_template)),
+    Endpoint(
+        "PATCH",
+        "/api/tickets/templates/{template_id}",
+        target=_ids(template_id=new_template),
+        body=lambda s: {
+            "name": s.name("改名模板"),
+            "category": "维修",
+            "description": "改后的说明",
+            "is_active": True,
+            "form": builtin_form("after_sales_repair"),
+            "flow_key": ticket_flow(s),
+            "default_priority": "A",
+            "note": "调整默认优先级",
+        },
+    ),
+    Endpoint(
+        "POST",
+        "/api/tickets/templates/{template_id}/overrides",
+        target=_ids(template_id=new_template),
+        body=lambda s: {
+            "region_id": new_region(s).pk,
+            "own_fields": OWN_FIELDS,
+            "name": s.name("区域模板"),
+            "note": "增加冷链物流追踪",
+        },
+        body_refs={"region_id": _pk(new_region)},
+    ),
+    Endpoint(
+        "POST",
+        "/api/tickets/templates/{template_id}/revert",
+        target=_ids(template_id=new_revised_template),
+        body=lambda s: {"note": "活动结束"},
+    ),
+    Endpoint(
+        "GET",
+        "/api/tickets/templates/{template_id}/versions",
+        target=_ids(template_id=new_revised_template),
+    ),
+    Endpoint(
+        "POST",
+        "/api/tickets/templates/{template_id}/public-form",
+        target=_ids(template_id=new_template),
+        body=lambda s: {"enabled": True},
+    ),
+    Endpoint(
+        "GET",
+        "/api/tickets/templates/{template_id}/qr.{fmt}",
+        target=lambda s: {"template_id": new_public_template(s).pk, "fmt": "png"},
+    ),
+    # queues, routing rules, mailboxes
+    Endpoint("GET", "/api/tickets/queues", rows=_tenant_rows(Queue)),
+    Endpoint(
+        "POST",
+        "/api/tickets/queues",
+        body=lambda s: {
+            "name": s.name("新队列"),
+            "region_id": s.org.east.pk,
+            "member_ids": [new_employee(s).pk, s.admin.pk],
+        },
+        body_refs={"region_id": _pk(new_region), "member_ids": lambda s: [new_employee(s).pk]},
+    ),
+    Endpoint(
+        "PUT",
+        "/api/tickets/queues/{queue_id}",
+        target=_ids(queue_id=new_queue),
+        body=lambda s: {
+            "name": s.name("改名队列"),
+            "region_id": s.org.south.pk,
+            "member_ids": [new_employee(s).pk],
+        },
+        body_refs={"region_id": _pk(new_region), "member_ids": lambda s: [new_employee(s).pk]},
+    ),
+    Endpoint("GET", "/api/tickets/routing-rules", rows=_tenant_rows(RoutingRule)),
+    Endpoint(
+        "POST",
+        "/api/tickets/routing-rules",
+        body=rule_body,
+        body_refs=_RULE_REFS,
+    ),
+    Endpoint(
+        "PUT",
+        "/api/tickets/routing-rules/{rule_id}",
+        target=_ids(rule_id=new_routing_rule),
+        body=rule_body,
+        body_refs=_RULE_REFS,
+    ),
+    Endpoint(
+        "DELETE", "/api/tickets/routing-rules/{rule_id}", target=_ids(rule_id=new_routing_rule)
+    ),
+    Endpoint(
+        "POST",
+        "/api/tickets/routing-rules/dry-run",
+        body=dry_run_body,
+        body_refs={"region_id": _pk(new_region), "customer_id": _pk(new_customer)},
+    ),
+    Endpoint("GET", "/api/tickets/mailboxes", rows=_tenant_rows(Mailbox)),
+    Endpoint(
+        "POST",
+        "/api/tickets/mailboxes",
+        body=lambda s: {
+            "address": f"{s.slug}.help{next(_seq)}@example.cn",
+            "template_id": new_template(s).pk,
+            "region_id": s.org.shanghai.pk,
+            "active": True,
+        },
+        body_refs={"template_id": _pk(new_template), "region_id": _pk(new_region)},
+    ),
+    # tickets
+    Endpoint(
+        "POST",
+        "/api/tickets/bulk/assign",
+        body=lambda s: {
+            "ticket_ids": [new_ticket(s).pk, new_ticket(s).pk],
+            "owner_id": new_employee(s).pk,
+            "reason": "按片区派单",
+        },
+        body_refs={"ticket_ids": lambda s: [new_ticket(s).pk], "owner_id": _pk(new_employee)},
+    ),
+    Endpoint(
+        "POST",
+        "/api/tickets/bulk/close",
+        body=lambda s: {"ticket_ids": [new_ticket(s).pk, new_ticket(s).pk], "reason": "重复报修"},
+        body_refs={"ticket_ids": lambda s: [new_ticket(s).pk]},
+    ),
+    Endpoint(
+        "POST",
+        "/api/tickets/export",
+        body=lambda s: {},
+        rows=_tenant_rows(Ticket),
+        query_refs=_TICKET_FILTERS,
+    ),
+    Endpoint("POST", "/api/tickets/attachments", form=upload_form),
+    Endpoint(
+        "GET",
+        "/api/tickets/attachments/{key}",
+        target=lambda s: {"key": new_attachment(s).key},
+    ),
+    Endpoint("GET", "/api/tickets", rows=_tenant_rows(Ticket), query_refs=_TICKET_FILTERS),
+    Endpoint("POST", "/api/tickets", body=ticket_body, body_refs=_TICKET_REFS, status=201),
+    Endpoint("GET", "/api/tickets/{ticket_id}", target=_ids(ticket_id=new_ticket)),
+    Endpoint(
+        "PATCH",
+        "/api/tickets/{ticket_id}",
+        target=_ids(ticket_id=new_ticket),
+        body=lambda s: {
+            "title": s.name("改名工单"),
+            "priority": "S",
+            "customer_id": new_customer(s).pk,
+            "opportunity_id": new_opportunity(s).pk,
+            "project_ref": "PRJ-2026-02",
+            "shop_order_ref": "SO20261124002",
+        },
+        body_refs={"customer_id": _pk(new_customer), "opportunity_id": _pk(new_opportunity)},
+    ),
+    Endpoint("GET", "/api/tickets/{ticket_id}/timeline", target=_ids(ticket_id=new_ticket)),
+    Endpoint(
+        "POST",
+        "/api/tickets/{ticket_id}/assign",
+        target=_ids(ticket_id=new_ticket),
+        body=lambda s: {"owner_id": new_employee(s).pk, "reason": "上海片区"},
+        body_refs={"owner_id": _pk(new_employee)},
+    ),
+    Endpoint(
+        "POST",
+        "/api/tickets/{ticket_id}/close",
+        target=_ids(ticket_id=new_ticket),
+        body=lambda s: {"reason": "客户撤回"},
+    ),
+    Endpoint("GET", "/api/tickets/{ticket_id}/comments", target=_ids(ticket_id=new_ticket)),
+    Endpoint(
+        "POST",
+        "/api/tickets/{ticket_id}/comments",
+        target=_ids(ticket_id=new_ticket),
+        body=lambda s: {"body": s.name("已联系客户"), "visibility": "public"},
+    ),
+    Endpoint(
+        "POST",
+        "/api/tickets/{ticket_id}/watchers",
+        target=_ids(ticket_id=new_ticket),
+        body=lambda s: {"employee_id": new_employee(s).pk, "watching": True},
+        body_refs={"employee_id": _pk(new_employee)},
+    ),
+    Endpoint(
+        "POST",
+        "/api/tickets/{ticket_id}/opportunity",
+        target=_ids(ticket_id=new_ticket),
+        body=lambda s: {
+            "title": s.name("换新机商机"),
+            "amount": "12000.50",
+            "stage": "qualified",
+            "expected_close": "2026-12-31",
+        },
+    ),
+    Endpoint(
+        "GET",
+        "/api/tickets/{ticket_id}/progress-qr.{fmt}",
+        target=lambda s: {"ticket_id": new_ticket(s).pk, "fmt": "svg"},
+    ),
+    # opportunities
+    Endpoint(
+        "GET",
+        "/api/opportunities",
+        rows=_tenant_rows(Opportunity),
+        query_refs={
+            "customer_id": lambda s: new_opportunity(s).customer_id,
+            "owner_id": lambda s: s.admin.pk,
+        },
+    ),
+    Endpoint(
+        "POST",
+        "/api/opportunities",
+        body=lambda s: {
+            "title": s.name("新商机"),
+            "customer_id": new_customer(s).pk,
+            "stage": "proposal",
+            "amount": "56000.00",
+            "currency": "CNY",
+            "source": "展会",
+            "owner_id": new_employee(s).pk,
+            "region_id": s.org.shanghai.pk,
+            "expected_close": "2026-12-31",
+        },
+        body_refs=_OPPORTUNITY_REFS,
+    ),
+    Endpoint(
+        "GET",
+        "/api/opportunities/{opportunity_id}",
+        target=_ids(opportunity_id=new_opportunity),
+    ),
+    Endpoint(
+        "PATCH",
+        "/api/opportunities/{opportunity_id}",
+        target=_ids(opportunity_id=new_opportunity),
+        body=lambda s: {
+            "title": s.name("改名商机"),
+            "stage": "negotiation",
+            "amount": "60000.00",
+            "currency": "USD",
+            "source": "老客户转介绍",
+            "owner_id": new_employee(s).pk,
+            "region_id": s.org.guangzhou.pk,
+            "expected_close": "2027-01-15",
+        },
+        body_refs={"owner_id": _pk(new_employee), "region_id": _pk(new_region)},
+    ),
+    # the public form and the progress page (no login; an unknown token answers 404)
+    Endpoint(
+        "GET",
+        "/api/public/forms/{token}",
+        public=True,
+        target=lambda s: {"token": new_public_template(s).public_token},
+    ),
+    Endpoint(
+        "POST",
+        "/api/public/forms/{token}",
+        public=True,
+        target=lambda s: {"token": new_public_template(s).public_token},
+        body=public_submission,
+        status=201,
+    ),
+    Endpoint(
+        "GET",
+        "/api/public/progress/{token}",
+        public=True,
+        target=lambda s: {"token": new_ticket(s).progress_token},
+    ),
 ]
 
 BY_KEY: dict[tuple[str, str], Endpoint] = {ep.key: ep for ep in ENDPOINTS}

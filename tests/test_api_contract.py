@@ -4,7 +4,7 @@
 2. Anonymous callers get 401 everywhere except the public endpoints.
 3. Tenancy: another tenant's object answers exactly like a missing id (404 `not_found`), via a
    path, a body field or a filter, and nothing of the other tenant's changes; reads show only
-   the caller's tenant.
+   the caller's tenant. A public link with an unknown token answers 404.
 4. Bad input (malformed JSON, wrong types, missing or unknown fields, oversized bodies, bad query
    parameters) is refused naming the field, and nothing is written.
 5. Every error answer is `{"code", "message", "field"}` (plus `errors` for validation) with a
@@ -40,6 +40,7 @@ from .api_specs import BY_KEY, ENDPOINTS, Endpoint, Side, populate
 pytestmark = pytest.mark.django_db
 
 MISSING_ID = 987_654_321  # no row of any table has this id in a test database
+MISSING_KEY = "no-such-key"  # nor this text key (a file's key, a public link's token)
 MISSING_TEXT = "无此名称"
 OPENAPI: dict[str, Any] = api.get_openapi_schema()
 CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -105,7 +106,48 @@ def path_params(ep: Endpoint) -> list[str]:
     return re.findall(r"{(\w+)}", ep.path)
 
 
+def _path_schemas(ep: Endpoint) -> dict[str, dict[str, Any]]:
+    return {
+        p["name"]: _nonnull(p["schema"])
+        for p in _openapi_op(ep).get("parameters", [])
+        if p["in"] == "path"
+    }
+
+
+def numeric_ids(ep: Endpoint) -> list[str]:
+    """The path parameters that are row ids."""
+    return [name for name, s in _path_schemas(ep).items() if s.get("type") == "integer"]
+
+
+def missing_params(ep: Endpoint, params: dict[str, Any]) -> dict[str, Any]:
+    """The same path naming nothing: a missing id for an id, a missing key for a text key (a
+    file's key, a public token); a choice such as a file format (`fmt`) stays as it is."""
+    schemas, out = _path_schemas(ep), dict(params)
+    for name in params:
+        if schemas[name].get("type") == "integer":
+            out[name] = MISSING_ID
+        elif "enum" not in schemas[name]:
+            out[name] = MISSING_KEY
+    return out
+
+
+def missing_like(value: Any) -> Any:
+    """A body value naming nothing, shaped as `value`: every id in it (a list of ids, the ids of
+    an object such as a routing rule's assignment) replaced by a missing id."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return MISSING_ID
+    if isinstance(value, list):
+        return [missing_like(v) for v in value]
+    if isinstance(value, dict):
+        return {k: missing_like(v) for k, v in value.items()}
+    return value
+
+
 def success_status(ep: Endpoint) -> int:
+    if ep.status is not None:
+        return ep.status
     return min(int(c) for c in _openapi_op(ep)["responses"] if 200 <= int(c) < 300)
 
 
@@ -189,7 +231,10 @@ HUGE_INTEGERS = [
 ]
 
 WITH_BODY = [ep for ep in ENDPOINTS if ep.body is not None]
-WITH_IDS = [ep for ep in ENDPOINTS if ep.target is not None]
+# A public row's path names a link token, which any caller may use: for those, an unknown token.
+WITH_IDS = [ep for ep in ENDPOINTS if ep.target is not None and not ep.public]
+WITH_NUMERIC_IDS = [ep for ep in WITH_IDS if numeric_ids(ep)]
+PUBLIC_WITH_TOKEN = [ep for ep in ENDPOINTS if ep.target is not None and ep.public]
 WRITES = [ep for ep in ENDPOINTS if ep.method != "GET"]
 READS = [ep for ep in ENDPOINTS if ep.method == "GET" and ep.target is None and not ep.public]
 PRIVATE = [ep for ep in ENDPOINTS if not ep.public]
@@ -343,7 +388,7 @@ def assert_refused_writing_nothing(
     return data
 
 
-def target(ep: Endpoint, side: Side) -> dict[str, int]:
+def target(ep: Endpoint, side: Side) -> dict[str, Any]:
     return ep.target(side) if ep.target else {}
 
 
@@ -432,6 +477,14 @@ def test_public_endpoint_answers_an_anonymous_caller(
     assert r.status_code == success_status(ep), r.content
 
 
+@pytest.mark.parametrize("ep", eps(PUBLIC_WITH_TOKEN))
+def test_public_endpoint_with_an_unknown_token_answers_404_and_writes_nothing(
+    ep: Endpoint, ours: Side, client: Client
+) -> None:
+    params = missing_params(ep, target(ep, ours))
+    assert_refused_writing_nothing(client, ep, params, 404, "not_found", body=body(ep, ours))
+
+
 @pytest.mark.parametrize("ep", eps(ENDPOINTS))
 def test_valid_call_on_own_tenant_succeeds_and_leaves_other_tenant_untouched(
     ep: Endpoint, ours: Side, theirs: Side, populated: None, client_as: Any
@@ -457,7 +510,7 @@ def _assert_not_found_like_missing(
 
     data = assert_error(call(client, ep, params, payload), 404, "not_found")
 
-    missing = call(client, ep, dict.fromkeys(params, MISSING_ID), payload)
+    missing = call(client, ep, missing_params(ep, params), payload)
     assert (missing.status_code, missing.json()) == (404, data)
     assert tenant_rows(theirs.tenant) == their_rows
     assert row_counts() == counts
@@ -489,7 +542,7 @@ def test_personal_token_caller_gets_the_same_404_for_other_tenants_object(
     "ep,value",
     [
         pytest.param(ep, value, id=f"{ep}-{value}")
-        for ep in WITH_IDS
+        for ep in WITH_NUMERIC_IDS
         for value in (0, -1, 2**63, 2**70)
     ],
 )
@@ -498,20 +551,25 @@ def test_out_of_range_id_answers_like_a_missing_one(
 ) -> None:
     client = client_as(ours.admin)
     params, payload = target(ep, ours), body(ep, ours)
-    missing = call(client, ep, dict.fromkeys(params, MISSING_ID), payload)
+    missing = call(client, ep, missing_params(ep, params), payload)
 
     data = assert_refused_writing_nothing(
-        client, ep, dict.fromkeys(params, value), 404, "not_found", body=payload
+        client,
+        ep,
+        {**params, **dict.fromkeys(numeric_ids(ep), value)},
+        404,
+        "not_found",
+        body=payload,
     )
 
     assert data == missing.json()
 
 
-@pytest.mark.parametrize("ep", eps(WITH_IDS))
+@pytest.mark.parametrize("ep", eps(WITH_NUMERIC_IDS))
 def test_non_numeric_path_id_is_422_naming_the_parameter(
     ep: Endpoint, ours: Side, client_as: Any
 ) -> None:
-    name = path_params(ep)[0]
+    name = numeric_ids(ep)[0]
     assert_refused_writing_nothing(
         client_as(ours.admin),
         ep,
@@ -536,7 +594,7 @@ def test_other_tenants_id_in_the_body_is_refused_like_a_missing_one(
 
     assert 400 <= r.status_code < 500, r.content
     data = assert_error(r, r.status_code)
-    missing = call(client, ep, params, {**payload, name: MISSING_ID})
+    missing = call(client, ep, params, {**payload, name: missing_like(their_id)})
     assert (missing.status_code, missing.json()) == (r.status_code, data)
     assert tenant_rows(theirs.tenant) == their_rows
     assert row_counts() == counts
@@ -569,10 +627,11 @@ def test_filter_pointing_at_other_tenant_answers_like_one_pointing_at_nothing(
     client = client_as(ours.admin)
     theirs_value = ep.query_refs[name](theirs)
     nothing = MISSING_ID if isinstance(theirs_value, int) else MISSING_TEXT
+    payload = body(ep, ours)  # an export of what the filters select takes a body too
 
-    pointed = call(client, ep, query={**page(ep), name: theirs_value})
-    missing = call(client, ep, query={**page(ep), name: nothing})
-    own = call(client, ep, query={**page(ep), name: ep.query_refs[name](ours)})
+    pointed = call(client, ep, body=payload, query={**page(ep), name: theirs_value})
+    missing = call(client, ep, body=payload, query={**page(ep), name: nothing})
+    own = call(client, ep, body=payload, query={**page(ep), name: ep.query_refs[name](ours)})
 
     assert pointed.status_code == missing.status_code == own.status_code == 200
     assert listed(pointed) == listed(missing)

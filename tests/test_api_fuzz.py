@@ -55,7 +55,9 @@ from jingwei.notify.services import notification_send
 from jingwei.org.auth import token_issue
 from jingwei.org.models import ApiToken, Department, Employee, Region, Role, RoleAssignment
 from jingwei.org.scope import actor_for
+from jingwei.tickets.models import Opportunity, Queue, RoutingRule, Ticket, TicketTemplate
 
+from . import api_specs as specs
 from .conftest import Org
 from .factories import EmployeeFactory, grant, make_role
 
@@ -170,13 +172,31 @@ POOLS: dict[str, type[Any]] = {
     "token": ApiToken,
     "event": AuditEvent,
     "notification": Notification,
+    "ticket": Ticket,
+    "template": TicketTemplate,
+    "queue": Queue,
+    "routing_rule": RoutingRule,
+    "opportunity": Opportunity,
 }
+
+
+def _populate_tickets(org: Org, admin: Employee, label: str, slug: str) -> None:
+    """Tickets to act on: a routed-to queue and its rule, a regional override, an open public
+    form, and two tickets (one owned and linked to an opportunity)."""
+    side = specs.Side(org, admin, label, slug)
+    specs.new_routing_rule(side)
+    specs.new_override(side)
+    specs.new_public_template(side)
+    specs.new_ticket(side, opportunity=specs.new_opportunity(side), owner=admin)
+    specs.new_ticket(side)
 
 
 @pytest.fixture
 def world(org: Org, other_org: Org, admin: Employee, other_admin: Employee) -> World:
     _populate(org, admin)
     _populate(other_org, other_admin)
+    _populate_tickets(org, admin, "甲方", "jiafang")
+    _populate_tickets(other_org, other_admin, "乙方", "yifang")
     secret = token_issue(actor=actor_for(admin), name="fuzz").secret
     console = Client()
     console.force_login(admin.user)
@@ -201,8 +221,10 @@ def _pool_for(name: str, path: str) -> str | None:
     """Which kind of row an id parameter or field names."""
     if name in ("node_id", "parent_id"):
         return "department" if "/departments" in path else "region"
-    if name == "manager_id":
+    if name in ("manager_id", "owner_id"):
         return "employee"
+    if name == "rule_id":
+        return "routing_rule" if "/routing-rules" in path else None
     if name.endswith("_id"):
         return name.removesuffix("_id")
     return None

@@ -12,6 +12,7 @@ from jingwei.notify.api import router as notify_router
 from jingwei.org.api import router as org_router
 from jingwei.org.auth import ActorAuth
 from jingwei.org.auth_api import router as auth_router
+from jingwei.tickets.api import router as tickets_router
 
 api = NinjaAPI(
     title="经纬 SCRM API",
@@ -29,3 +30,4 @@ api.add_router("/audit", audit_router)
 api.add_router("/notify", notify_router)
 api.add_router("/flows", flows_router)
 api.add_router("", customers_router)  # its paths start with /customers
+api.add_router("", tickets_router)  # /tickets, /opportunities, /public

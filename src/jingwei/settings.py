@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "jingwei.notify",
     "jingwei.flows",
     "jingwei.customers",
+    "jingwei.tickets",
 ]
 
 MIDDLEWARE = [
@@ -164,7 +165,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(PROJECT_DIR / "staticfiles")))
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
-STORAGES = {
+STORAGES: dict[str, dict[str, Any]] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"
@@ -173,6 +174,31 @@ STORAGES = {
     },
 }
 MEDIA_ROOT = DATA_DIR / "media"
+# Attachments go to an S3-compatible bucket (django-storages) when a bucket is named.
+if env.str("STORAGE_S3_BUCKET", default=""):
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env.str("STORAGE_S3_BUCKET"),
+            "endpoint_url": env.str("STORAGE_S3_ENDPOINT", default="") or None,
+            "access_key": env.str("STORAGE_S3_ACCESS_KEY", default="") or None,
+            "secret_key": env.str("STORAGE_S3_SECRET_KEY", default="") or None,
+            "region_name": env.str("STORAGE_S3_REGION", default="") or None,
+            "querystring_auth": True,
+        },
+    }
+
+# --- tickets --------------------------------------------------------------------------------
+# Where customers open progress pages and public forms (links in mails and QR codes).
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+PUBLIC_FORM_RATE_LIMIT = env.int("PUBLIC_FORM_RATE_LIMIT", default=10)
+PUBLIC_FORM_RATE_WINDOW = env.int("PUBLIC_FORM_RATE_WINDOW", default=60)
+TICKET_ATTACHMENT_MAX_BYTES = env.int("TICKET_ATTACHMENT_MAX_BYTES", default=20 * 1024 * 1024)
+
+# --- mail -----------------------------------------------------------------------------------
+# Outgoing mail (ticket replies): EMAIL_URL=smtp://user:pass@host:587 (django-environ form).
+vars().update(env.email_url("EMAIL_URL", default="smtp://127.0.0.1:25"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="service@jingwei.local")
 
 LOGGING = {
     "version": 1,

@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.urls import path
+from django.urls import include, path
 
 from .api import api
 
@@ -23,4 +23,5 @@ urlpatterns = [
     path("healthz", health, name="health"),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
+    path("", include("jingwei.tickets.urls")),  # /f/<token>, /p/<token>: public pages
 ]

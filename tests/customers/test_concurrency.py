@@ -4,11 +4,10 @@ the write lock when a transaction starts, so its writers never overlap)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from jingwei.core.errors import Conflict
 from jingwei.customers import services
@@ -17,6 +16,7 @@ from jingwei.customers.models import Customer, Identity, MergeRecord
 from jingwei.customers.services import resolution
 from jingwei.org.scope import actor_for
 
+from ..concurrency import run_together
 from .factories import make_customer
 
 pytestmark = [
@@ -26,28 +26,6 @@ pytestmark = [
         reason="overlapping writers are a PostgreSQL property (SQLite serialises them)",
     ),
 ]
-
-
-def run_together(*calls: Callable[[], Any]) -> list[Any]:
-    """Run the calls in threads released together; each result, or the exception it raised."""
-    start = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def run(index: int, call: Callable[[], Any]) -> None:
-        try:
-            start.wait(timeout=10)
-            results[index] = call()
-        except Exception as exc:
-            results[index] = exc
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    return results
 
 
 class LookupGate:

@@ -5,12 +5,11 @@ PostgreSQL (SQLite serialises writers, so the race cannot happen there)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 
 from jingwei.customers import services
@@ -20,6 +19,7 @@ from jingwei.customers.services import events as event_services
 from jingwei.customers.services.events import EventInput
 from jingwei.org.scope import actor_for
 
+from ..concurrency import run_together
 from .factories import make_customer
 
 pytestmark = [
@@ -29,27 +29,6 @@ pytestmark = [
         reason="overlapping writers are a PostgreSQL property (SQLite serialises them)",
     ),
 ]
-
-
-def run_together(*calls: Callable[[], Any]) -> list[Any]:
-    start = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def run(index: int, call: Callable[[], Any]) -> None:
-        try:
-            start.wait(timeout=10)
-            results[index] = call()
-        except Exception as exc:
-            results[index] = exc
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    return results
 
 
 def order(event_id: str, **who: Any) -> EventInput:

@@ -5,13 +5,11 @@ and customers nobody followed up go back by themselves."""
 from __future__ import annotations
 
 import itertools
-import threading
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
@@ -28,6 +26,7 @@ from jingwei.notify.models import Notification
 from jingwei.org.models import Employee
 from jingwei.org.scope import actor_for
 
+from ..concurrency import run_together
 from ..factories import EmployeeFactory, grant, make_region
 from .factories import make_customer
 
@@ -761,28 +760,6 @@ def test_owners_are_warned_once_a_few_days_before_customers_return(org, agent, a
 
 
 # --- races (PostgreSQL) ------------------------------------------------------------------------
-
-
-def run_together(*calls: Callable[[], Any]) -> list[Any]:
-    """Run the calls in threads released together; each result, or the exception it raised."""
-    start = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def run(index: int, call: Callable[[], Any]) -> None:
-        try:
-            start.wait(timeout=10)
-            results[index] = call()
-        except Exception as exc:
-            results[index] = exc
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    return results
 
 
 on_postgres = pytest.mark.skipif(

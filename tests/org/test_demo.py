@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core import serializers
 from django.test import Client
 
-from jingwei.org.demo import DEMO_PASSWORD, load_demo
+from jingwei.org.demo import DEMO_PASSWORD, DUTY_ROLES, load_demo
 from jingwei.org.models import Employee, Region, Role
 
 pytestmark = pytest.mark.django_db
@@ -35,7 +35,7 @@ def test_loading_the_demo_twice_changes_nothing():
     assert dump_everything() == first
 
 
-def test_demo_company_has_regions_departments_and_twenty_people_in_five_roles():
+def test_demo_company_has_regions_departments_and_twenty_people_in_their_roles():
     tenant = load_demo()
 
     assert tenant.name == "经纬设备服务"
@@ -45,7 +45,9 @@ def test_demo_company_has_regions_departments_and_twenty_people_in_five_roles():
     assert [r.name for r in Region.objects.filter(pk__in=pudong.ancestor_ids())] == ["华东", "上海"]
     assert Region.objects.get(tenant=tenant, name="东南亚").currency == "USD"
     assert Employee.objects.filter(tenant=tenant).count() == 20
-    assert Role.objects.filter(tenant=tenant).count() == 5
+    # five job roles, plus the duty roles the shipped flows assign work to by name
+    assert Role.objects.filter(tenant=tenant).count() == 5 + len(DUTY_ROLES)
+    assert set(DUTY_ROLES) >= {"客服", "调度主管", "质检员", "结算专员", "客诉主管"}
 
 
 def test_demo_logins_work_and_scopes_tell_the_story():

@@ -47,3 +47,16 @@ def console() -> Iterator[Console]:
         assert process.stdin is not None
         process.stdin.close()
         process.wait(timeout=10)
+
+
+# --- tickets: the shipped flows and templates in the test tenant ------------------------------
+
+
+@pytest.fixture
+def shipped(org: Any, admin: Any) -> dict[str, Any]:
+    """The test tenant with the shipped flows and the four shipped templates."""
+    from jingwei.flows.demo import load_shipped_flows
+    from jingwei.tickets.demo import load_shipped_templates
+
+    load_shipped_flows(org.tenant.pk)
+    return {t.key: t for t in load_shipped_templates(org.tenant.pk)}

@@ -186,7 +186,7 @@ class InstanceOut(Schema):
         return sorted(obj.tokens.filter(status="active").values_list("node_id", flat=True))
 
 
-class EventOut(Schema):
+class FlowEventOut(Schema):  # not EventOut: the customers API has one
     id: int
     at: datetime
     kind: str
@@ -197,7 +197,7 @@ class EventOut(Schema):
 
 
 class InstanceDetailOut(InstanceOut):
-    events: list[EventOut]
+    events: list[FlowEventOut]
 
     @staticmethod
     def resolve_events(obj: Instance) -> QuerySet[FlowEvent]:

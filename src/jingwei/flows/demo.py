@@ -1,4 +1,5 @@
-"""The two definitions Jingwei ships as data: the after-sales SOP and the amount-based approval.
+"""The definitions Jingwei ships as data: the after-sales SOP, the amount-based approval, and the
+flows of the built-in ticket templates (shop return, course trial, complaint).
 Published once per tenant; loading again changes nothing."""
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ DATA = Path(__file__).parent / "data"
 SHIPPED = {
     "after_sales": ("售后维修 SOP", "after_sales_sop.bpmn"),
     "approval_by_amount": ("按金额审批", "approval_by_amount.bpmn"),
+    "shop_return": ("退换货", "shop_return.bpmn"),
+    "course_trial": ("课程试听预约", "course_trial.bpmn"),
+    "complaint": ("客户投诉", "complaint.bpmn"),
 }
 
 

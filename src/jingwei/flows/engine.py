@@ -46,6 +46,12 @@ MAX_STEPS = 1000  # transitions one call may make: a loop of automatic steps is 
 Action = Callable[[Instance, dict[str, Any], dict[str, Any]], dict[str, Any] | None]
 _actions: dict[str, Action] = {}
 
+# Whoever keeps a copy of where an instance stands (a ticket's stage) hears of these, once per
+# operation, after its rows are written and inside its transaction.
+Listener = Callable[[list[Instance]], None]
+_listeners: list[Listener] = []
+MOVES = frozenset({"node.entered", "instance.completed", "instance.cancelled", "task.cancelled"})
+
 
 class FlowError(DomainError):
     """The flow cannot go on as drawn (no condition matched, a missing sub-flow…)."""
@@ -67,6 +73,20 @@ def known_actions() -> set[str]:
     return set(_actions)
 
 
+def listen(fn: Listener) -> Listener:
+    """Register `fn(instances)`: called with the instances that moved (entered a node, ended or
+    lost a task) at the end of each operation, in its transaction. The engine imports no domain
+    app; a domain app registers here from its AppConfig.ready()."""
+    if fn not in _listeners:
+        _listeners.append(fn)
+    return fn
+
+
+def _tell(instances: list[Instance]) -> None:
+    for fn in _listeners:
+        fn(instances)
+
+
 class _Journal(threading.local):
     """What the current operation will write at its end (see the module docstring)."""
 
@@ -76,6 +96,7 @@ class _Journal(threading.local):
         self.events: list[FlowEvent] = []
         self.tokens: list[Token] = []
         self.changed: dict[int, Instance] = {}  # instances whose data changed, by id()
+        self.moved: dict[int, Instance] = {}  # instances whose position changed, by id()
 
 
 _journal = _Journal()
@@ -94,7 +115,7 @@ def recording() -> Iterator[None]:
     finally:
         journal.depth -= 1
         if journal.depth == 0:
-            journal.events, journal.tokens, journal.changed = [], [], {}
+            journal.events, journal.tokens, journal.changed, journal.moved = [], [], {}, {}
 
 
 def _flush(journal: _Journal) -> None:
@@ -107,6 +128,9 @@ def _flush(journal: _Journal) -> None:
         FlowEvent.objects.bulk_create(events)
     for instance in changed.values():
         instance.save(update_fields=["data"])
+    moved, journal.moved = journal.moved, {}
+    if moved and _listeners:
+        _tell(list(moved.values()))
 
 
 def update_data(instance: Instance, updates: dict[str, Any]) -> None:
@@ -139,8 +163,12 @@ def event(
     )
     if _journal.depth:
         _journal.events.append(row)
+        if kind in MOVES:
+            _journal.moved[instance.pk] = instance
     else:
         row.save()
+        if kind in MOVES and _listeners:
+            _tell([instance])
 
 
 def lock_instance(**lookup: Any) -> Instance | None:

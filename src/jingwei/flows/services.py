@@ -390,6 +390,75 @@ def task_transfer(*, actor: Actor, task_id: int, assignee_id: int, reason: str) 
         return _reassign(actor, task, _colleague(actor, assignee_id), "task.transferred", reason)
 
 
+# --- for a domain service's own transaction -------------------------------------------------
+# A case's service (a ticket's close or bulk assignment) changes the case and its flow together:
+# these run inside the caller's transaction and check nothing; the caller has authorised.
+
+
+def case_tasks_transfer(
+    *, instance_id: int, assignee_id: int, actor: Actor | None, reason: str
+) -> int:
+    """Give every open task of the instance to `assignee_id`; returns how many moved."""
+    with engine.recording():
+        instance = engine.lock_instance(pk=instance_id)
+        if instance is None:
+            return 0
+        moved = 0
+        for task in Task.objects.select_for_update().filter(
+            instance=instance, status=TaskStatus.OPEN
+        ):
+            if task.assignee_id == assignee_id:
+                continue
+            previous, task.assignee_id = task.assignee_id, assignee_id
+            task.save(update_fields=["assignee"])
+            engine.event(
+                instance,
+                "task.transferred",
+                task.node_id,
+                task=task,
+                actor_id=actor.employee_id if actor else None,
+                data={"from": previous, "to": assignee_id, "reason": reason},
+            )
+            moved += 1
+        return moved
+
+
+def case_cancel(*, instance_id: int, actor: Actor | None, reason: str) -> bool:
+    """Stop a running instance with its tasks and timers; False when it had already ended."""
+    with engine.recording():
+        instance = engine.lock_instance(pk=instance_id)
+        if instance is None or instance.status != InstanceStatus.RUNNING:
+            return False
+        engine.cancel_instance(
+            instance, reason=reason, actor_id=actor.employee_id if actor else None
+        )
+        return True
+
+
+def case_start(
+    *,
+    tenant_id: int,
+    key: str,
+    data: dict[str, Any],
+    business_key: str,
+    region_id: int | None,
+    department_id: int | None,
+    owner_id: int | None,
+    actor_id: int | None,
+) -> Instance:
+    """Start the latest version of `key` for a case created in the caller's transaction."""
+    version = latest_version(tenant_id=tenant_id, key=key)
+    return engine.start(
+        version,
+        data=data,
+        business_key=business_key,
+        region_id=region_id,
+        department_id=department_id,
+        owner_id=owner_id,
+        actor_id=actor_id,
+    )
+
+
 # --- migration -------------------------------------------------------------------------------
 
 

@@ -83,6 +83,9 @@ ROLES: dict[str, tuple[str, list[str]]] = {
             "ticket.assign",
             "ticket.handle",
             "ticket.template_manage",
+            "ticket.export",
+            "opportunity.view",
+            "opportunity.edit",
             "settlement.view",
             "settlement.review",
             "catalog.view",
@@ -117,11 +120,47 @@ ROLES: dict[str, tuple[str, list[str]]] = {
             "customer.edit",
             "ticket.view",
             "ticket.create",
+            "ticket.handle",
+            "opportunity.view",
+            "opportunity.edit",
             "flow.view",
             "flow.start",
         ],
     ),
 }
+
+# Duty roles the shipped flows assign work to by name (jw:assignment role="客服" …): held beside
+# each person's main role, so the demo's tickets reach real people at every step.
+_DESK = ["org.view", "customer.view", "ticket.view", "ticket.handle", "flow.view", "flow.start"]
+DUTY_ROLES: dict[str, tuple[str, list[str]]] = {
+    "客服": ("受理、回访与客户确认", _DESK),
+    "客诉主管": ("投诉升级的接手人", [*_DESK, "ticket.assign", "flow.assign"]),
+    "课程顾问": ("试听预约与反馈", _DESK),
+    "财务": ("退款", [*_DESK, "settlement.view"]),
+    "质检员": ("验收", _DESK),
+    "结算专员": ("工单结算", [*_DESK, "settlement.view"]),
+    "调度主管": ("派单升级的接手人", [*_DESK, "ticket.assign", "flow.assign"]),
+    "高级调度员": ("紧急工单派单", [*_DESK, "ticket.assign", "flow.assign"]),
+}
+# username, duty role, scope
+DUTIES: list[tuple[str, str, str]] = [
+    ("wangfang", "客服", DataScope.SELF),
+    ("lina", "客服", DataScope.SELF),
+    ("lina", "课程顾问", DataScope.SELF),
+    ("guoxin", "客服", DataScope.SELF),
+    ("gaoyan", "客诉主管", DataScope.DEPARTMENT),
+    ("gaoyan", "财务", DataScope.TENANT),
+    ("zhangwei", "质检员", DataScope.REGION),
+    ("zhangwei", "结算专员", DataScope.REGION),
+    ("huangmin", "质检员", DataScope.REGION),
+    ("huangmin", "结算专员", DataScope.REGION),
+    ("sunqiang", "质检员", DataScope.REGION),
+    ("sunqiang", "结算专员", DataScope.REGION),
+    ("linxue", "质检员", DataScope.REGION),
+    ("linxue", "结算专员", DataScope.REGION),
+    ("liuyang", "调度主管", DataScope.REGION),
+    ("liuyang", "高级调度员", DataScope.REGION),
+]
 
 # username, name, employee_no, department, region, title, role, scope, manager username, phone
 EMPLOYEES: list[tuple[str, str, str, str, str | None, str, str, str, str | None, str]] = [
@@ -393,7 +432,7 @@ def load_demo() -> Tenant:
     departments = _tree(Department, tenant, DEPARTMENTS)
 
     roles = {}
-    for name, (description, codes) in ROLES.items():
+    for name, (description, codes) in {**ROLES, **DUTY_ROLES}.items():
         role, created = Role.objects.get_or_create(
             tenant=tenant, name=name, defaults={"description": description}
         )
@@ -433,6 +472,13 @@ def load_demo() -> Tenant:
             RoleAssignment.objects.create(
                 tenant=tenant, employee=employee, role=roles[role_name], scope=scope
             )
+    for username, role_name, scope in DUTIES:
+        RoleAssignment.objects.get_or_create(
+            tenant=tenant,
+            employee=by_username[username],
+            role=roles[role_name],
+            defaults={"scope": scope},
+        )
     return tenant
 
 

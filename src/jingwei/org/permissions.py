@@ -27,6 +27,10 @@ PERMISSIONS: dict[str, str] = {
     "ticket.handle": "处理工单任务",
     "ticket.assign": "派单与改派",
     "ticket.template_manage": "管理工单模板",
+    "ticket.export": "导出工单",
+    "ticket.manage": "管理工单队列、路由规则与服务邮箱",
+    "opportunity.view": "查看商机",
+    "opportunity.edit": "创建与编辑商机",
     # flows
     "flow.view": "查看流程实例、任务与统计",
     "flow.start": "发起流程、向流程发送消息",

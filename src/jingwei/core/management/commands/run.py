@@ -23,8 +23,16 @@ class Command(BaseCommand):
         parser.add_argument(
             "--web-workers", type=int, default=int(os.environ.get("WEB_WORKERS", "2"))
         )
+        parser.add_argument(
+            "--mail-port",
+            type=int,
+            default=int(os.environ.get("MAIL_INTAKE_PORT", "0")),
+            help="also receive mail for the service mailboxes on this port (0: not)",
+        )
 
-    def handle(self, *args: Any, host: str, port: int, web_workers: int, **options: Any) -> None:
+    def handle(
+        self, *args: Any, host: str, port: int, web_workers: int, mail_port: int, **options: Any
+    ) -> None:
         me = [sys.executable, "-m", "jingwei.cli"]
         commands = {
             "web": [
@@ -46,6 +54,8 @@ class Command(BaseCommand):
             "worker": [*me, "worker"],
             "timers": [*me, "timers"],
         }
+        if mail_port:
+            commands["mail"] = [*me, "mailserver", "--host", host, "--port", str(mail_port)]
         children = {name: subprocess.Popen(cmd) for name, cmd in commands.items()}  # noqa: S603
         self.stdout.write(
             f"经纬 SCRM 已启动: http://{host}:{port}/  (API 文档 /api/docs)", ending="\n"

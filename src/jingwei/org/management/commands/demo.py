@@ -6,6 +6,7 @@ from jingwei.core.errors import DomainError
 from jingwei.customers.demo import load_demo_customers
 from jingwei.flows.demo import load_shipped_flows
 from jingwei.org.demo import DEMO_PASSWORD, demo_logins, load_demo
+from jingwei.tickets.demo import load_demo_tickets
 
 
 class Command(BaseCommand):
@@ -21,6 +22,7 @@ class Command(BaseCommand):
             raise CommandError(exc.message) from exc
         load_shipped_flows(tenant.pk)
         load_demo_customers(tenant.pk)
+        load_demo_tickets(tenant.pk)
         if quiet:
             return
         self.stdout.write(f"演示企业：{tenant.name}   所有演示账号的密码：{DEMO_PASSWORD}")
