@@ -28,9 +28,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def answers(url: str) -> bool:
+def answers(url: str, timeout: float = 1) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=1) as r:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
             return r.status == 200
     except OSError:
         return False
@@ -70,7 +70,8 @@ def test_run_serves_the_api_runs_jobs_fires_timers_and_stops_as_one(tmp_path):
     with running(run):
         # Then the web answers, the worker ran the job and the timer loop fired the timer
         wait_until(lambda: answers(f"http://127.0.0.1:{port}/healthz"), what="web", procs=[run])
-        assert answers(f"http://127.0.0.1:{port}/api/openapi.json")
+        # The API document is built on first request (seconds for ~200 operations): wait for it.
+        assert answers(f"http://127.0.0.1:{port}/api/openapi.json", timeout=30)
         wait_until(
             lambda: AuditEvent.objects.filter(action=RAN_ACTION, subject_id="from-run").exists(),
             what="the worker to run the job",
