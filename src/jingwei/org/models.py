@@ -31,6 +31,11 @@ class Tenant(models.Model):
         return self.name
 
 
+def path_ids(path: str) -> list[int]:
+    """The ids of a materialised path ("/1/5/12/" -> [1, 5, 12]), top first."""
+    return [int(part) for part in path.strip("/").split("/") if part]
+
+
 class TreeNode(TenantModel):
     """A node of a per-tenant tree with a materialised path ("/1/5/12/") for subtree queries."""
 
@@ -58,7 +63,7 @@ class TreeNode(TenantModel):
         self.save(update_fields=["path"])
 
     def ancestor_ids(self) -> list[int]:
-        return [int(part) for part in self.path.strip("/").split("/") if part][:-1]
+        return path_ids(self.path)[:-1]
 
 
 class Department(TreeNode):

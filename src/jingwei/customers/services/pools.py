@@ -27,7 +27,7 @@ from jingwei.audit.services import audit_record, snapshot
 from jingwei.core.errors import Conflict, Forbidden, Invalid, NotFound
 from jingwei.notify.models import Severity
 from jingwei.notify.services import notification_send
-from jingwei.org.models import Employee, Region
+from jingwei.org.models import Employee, Region, path_ids
 from jingwei.org.scope import Q_NONE, Actor
 from jingwei.org.services import check_refs
 
@@ -57,13 +57,9 @@ RETURN_CHUNK = 1000  # customers returned per transaction: short locks on a larg
 # --- which pool --------------------------------------------------------------------------------
 
 
-def _path_ids(path: str) -> list[int]:
-    return [int(part) for part in path.strip("/").split("/") if part]
-
-
 def _ancestor_paths(path: str) -> list[str]:
     """ "/1/5/12/" → ["/1/", "/1/5/", "/1/5/12/"]: the region and every region above it."""
-    ids = _path_ids(path)
+    ids = path_ids(path)
     return ["/" + "/".join(str(i) for i in ids[: n + 1]) + "/" for n in range(len(ids))]
 
 
@@ -75,7 +71,7 @@ def region_pools(tenant_id: int) -> dict[int, int]:
         return {}
     out: dict[int, int] = {}
     for region_id, path in Region.objects.filter(tenant_id=tenant_id).values_list("pk", "path"):
-        for ancestor in reversed(_path_ids(path)):
+        for ancestor in reversed(path_ids(path)):
             if ancestor in pools:
                 out[region_id] = pools[ancestor]
                 break
@@ -96,7 +92,7 @@ def pool_of(tenant_id: int, region_id: int | None) -> CustomerPool | None:
     if first is None:
         return None
     pools = CustomerPool.objects.filter(
-        tenant_id=tenant_id, region_id__in=_path_ids(first)
+        tenant_id=tenant_id, region_id__in=path_ids(first)
     ).select_related("region")
     return max(pools, key=lambda p: len(p.region.path), default=None)
 

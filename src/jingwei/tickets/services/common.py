@@ -9,7 +9,7 @@ from typing import Any
 from django.utils import timezone
 
 from jingwei.core.errors import NotFound
-from jingwei.org.models import Region
+from jingwei.org.models import Region, path_ids
 from jingwei.org.scope import Actor
 
 from ..models import Attachment, Ticket, TicketEvent
@@ -67,7 +67,7 @@ def region_path(tenant_id: int, region_id: Any) -> list[int] | None:
     )
     if path is None:
         return None
-    return [int(p) for p in path.strip("/").split("/") if p]
+    return path_ids(path)
 
 
 def make_refs(tenant_id: int, actor: Actor | None) -> Any:

@@ -143,13 +143,8 @@ def opportunity_update(
                 value = _amount(value)
             elif value is None and key in ("title", "stage", "currency"):
                 continue
-            setattr(
-                opportunity,
-                key,
-                value
-                if value is not None or key.endswith("_id") or key in ("amount", "expected_close")
-                else "",
-            )
+            # A cleared source is blank text; cleared links, amount and date are null.
+            setattr(opportunity, key, "" if value is None and key == "source" else value)
         opportunity.save()
         # A new region or owner must not carry the opportunity out of the actor's reach.
         if (

@@ -32,7 +32,7 @@ from django.db.models import Count
 
 from jingwei.audit.services import audit_record, snapshot
 from jingwei.core.errors import Conflict, Invalid, NotFound
-from jingwei.org.models import Employee, EmployeeStatus, Region
+from jingwei.org.models import Employee, EmployeeStatus, Region, path_ids
 from jingwei.org.scope import Actor
 
 from ..models import Priority, Queue, QueueMember, RoutingRule, Source, Ticket, TicketStatus
@@ -282,7 +282,7 @@ def facts_for(
     if region_id is not None:
         region = Region.objects.filter(tenant_id=tenant_id, pk=region_id).first()
         if region is not None:
-            region_path = [int(p) for p in region.path.strip("/").split("/") if p]
+            region_path = path_ids(region.path)
             region_name = region.name
     return {
         "source": source,

@@ -27,7 +27,7 @@ from jingwei.org.scope import Actor
 
 from ..forms import check_definition
 from ..models import Priority, TemplateVersion, TicketTemplate
-from .common import CREATE, TEMPLATES, VIEW
+from .common import CREATE, TEMPLATES, VIEW, region_path
 
 VERSIONED = ("form", "own_fields", "flow_key", "default_priority")
 
@@ -481,12 +481,7 @@ def template_for(*, tenant_id: int, key: str, region_id: int | None) -> TicketTe
         ).select_related("current_version")
     }
     if region_id is not None and len(candidates) > 1:
-        path = (
-            Region.objects.filter(tenant_id=tenant_id, pk=region_id)
-            .values_list("path", flat=True)
-            .first()
-        )
-        for ancestor in reversed([int(p) for p in (path or "").strip("/").split("/") if p]):
+        for ancestor in reversed(region_path(tenant_id, region_id) or []):
             if ancestor in candidates:
                 return candidates[ancestor]
     if None not in candidates:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -435,8 +435,6 @@ def _create(actor: Actor | None, tenant_id: int, new: NewTicket) -> Created:
 
 
 def _with_region(new: NewTicket, region_id: int) -> NewTicket:
-    from dataclasses import replace
-
     return replace(new, region_id=region_id)
 
 
