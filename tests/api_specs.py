@@ -67,7 +67,16 @@ from jingwei.flows.demo import shipped_xml as shipped_flow_xml
 from jingwei.flows.models import Instance as FlowInstance
 from jingwei.flows.models import ProcessDefinition, ProcessVersion, TaskCandidate, WorkCalendar
 from jingwei.flows.models import Task as FlowTask
-from jingwei.notify.models import Notification
+from jingwei.notify.models import (
+    Delivery,
+    DeliveryStatus,
+    MessageTemplate,
+    Notification,
+    Roster,
+    Shift,
+)
+from jingwei.notify.models import Event as NotifyEvent
+from jingwei.notify.models import Rule as NotifyRule
 from jingwei.org.auth import token_issue
 from jingwei.org.models import (
     ApiToken,
@@ -176,6 +185,99 @@ def new_event(s: Side) -> AuditEvent:
         subject=new_department(s),
         data={"label": s.label},
     )
+
+
+def new_message_template(s: Side) -> MessageTemplate:
+    n = next(_seq)
+    return MessageTemplate.objects.create(
+        tenant=s.tenant, key=f"{s.slug}-t{n}", name=s.name("模板"), title=s.name("标题")
+    )
+
+
+def new_notify_rule(s: Side) -> NotifyRule:
+    return NotifyRule.objects.create(
+        tenant=s.tenant,
+        name=s.name("通知规则"),
+        event="ticket.created",
+        recipients=[{"kind": "employee", "employee_id": s.admin.pk}],
+        channels={"info": ["inapp"]},
+        template=new_message_template(s),
+    )
+
+
+def new_roster(s: Side) -> Roster:
+    return Roster.objects.create(tenant=s.tenant, name=s.name("值班表"), region=s.org.east)
+
+
+def new_shift(s: Side) -> dict[str, int]:
+    roster = new_roster(s)
+    start = timezone.now()
+    shift = Shift.objects.create(
+        tenant=s.tenant,
+        roster=roster,
+        employee=s.admin,
+        starts_at=start,
+        ends_at=start + timedelta(hours=8),
+    )
+    return {"roster_id": roster.pk, "shift_id": shift.pk}
+
+
+def new_dead_delivery(s: Side) -> Delivery:
+    event = NotifyEvent.objects.create(
+        tenant=s.tenant, name="ticket.created", key=f"{s.slug}-e{next(_seq)}"
+    )
+    return Delivery.objects.create(
+        tenant=s.tenant,
+        event=event,
+        recipient=f"employee:{s.admin.pk}",
+        recipient_name=s.admin.name,
+        employee=s.admin,
+        channel="inapp",
+        address=str(s.admin.pk),
+        title=s.name("消息"),
+        status=DeliveryStatus.DEAD,
+        not_before=timezone.now(),
+        attempts=5,
+        last_error="网关繁忙",
+    )
+
+
+def notify_template_body(s: Side) -> dict[str, Any]:
+    return {
+        "key": f"{s.slug}-new-{next(_seq)}",
+        "name": s.name("模板"),
+        "title": "工单 {{ ticket.number }}",
+        "text": "{{ ticket.title }}",
+    }
+
+
+def notify_rule_body(s: Side) -> dict[str, Any]:
+    return {
+        "name": s.name("规则"),
+        "event": "ticket.created",
+        "condition": 'ticket.priority == "S"',
+        "recipients": [{"kind": "employee", "employee_id": new_employee(s).pk}],
+        "channels": {"urgent": ["inapp"]},
+        "template_id": new_message_template(s).pk,
+    }
+
+
+_NOTIFY_RULE_REFS: dict[str, Callable[[Side], Any]] = {
+    "template_id": lambda s: new_message_template(s).pk,
+    "recipients": lambda s: [{"kind": "employee", "employee_id": new_employee(s).pk}],
+}
+
+
+def shifts_body(s: Side) -> dict[str, Any]:
+    return {
+        "shifts": [
+            {
+                "employee_id": new_employee(s).pk,
+                "starts_at": "2026-11-24T08:00:00+08:00",
+                "ends_at": "2026-11-24T20:00:00+08:00",
+            }
+        ]
+    }
 
 
 FLOW_FIXTURES = Path(__file__).parent / "flows" / "fixtures"
@@ -1041,6 +1143,109 @@ ENDPOINTS: list[Endpoint] = [
         target=_ids(notification_id=new_notification),
     ),
     Endpoint("POST", "/api/notify/inbox/read-all"),
+    Endpoint(
+        "GET",
+        "/api/notify/inbox/feed",
+        shows=lambda s: {
+            "unread": Notification.objects.filter(
+                tenant=s.tenant, recipient=s.admin, read_at__isnull=True
+            ).count()
+        },
+    ),
+    Endpoint("GET", "/api/notify/preferences/me", shows=lambda s: {"employee_id": s.admin.pk}),
+    Endpoint(
+        "PUT",
+        "/api/notify/preferences/me",
+        body=lambda s: {"muted_channels": ["sms"], "addresses": {"wecom_userid": s.slug}},
+    ),
+    Endpoint(
+        "PUT",
+        "/api/notify/preferences/{employee_id}",
+        target=_ids(employee_id=new_employee),
+        body=lambda s: {"muted_channels": ["email"], "quiet_start": "23:00", "quiet_end": "07:00"},
+    ),
+    Endpoint("GET", "/api/notify/templates", rows=_tenant_rows(MessageTemplate)),
+    Endpoint("POST", "/api/notify/templates", body=notify_template_body),
+    Endpoint(
+        "PUT",
+        "/api/notify/templates/{template_id}",
+        target=_ids(template_id=new_message_template),
+        body=notify_template_body,
+    ),
+    Endpoint(
+        "DELETE",
+        "/api/notify/templates/{template_id}",
+        target=_ids(template_id=new_message_template),
+    ),
+    Endpoint("GET", "/api/notify/rules", rows=_tenant_rows(NotifyRule)),
+    Endpoint("POST", "/api/notify/rules", body=notify_rule_body, body_refs=_NOTIFY_RULE_REFS),
+    Endpoint(
+        "PUT",
+        "/api/notify/rules/{rule_id}",
+        target=_ids(rule_id=new_notify_rule),
+        body=notify_rule_body,
+        body_refs=_NOTIFY_RULE_REFS,
+    ),
+    Endpoint("DELETE", "/api/notify/rules/{rule_id}", target=_ids(rule_id=new_notify_rule)),
+    Endpoint("GET", "/api/notify/channels"),
+    Endpoint(
+        "PUT",
+        "/api/notify/channels",
+        body=lambda s: {
+            "channel": "webhook",
+            "settings": {"url": "https://hooks.example.com/jingwei", "secret": "s" * 20},
+        },
+    ),
+    Endpoint("GET", "/api/notify/settings", shows=lambda s: {"quiet_enabled": True}),
+    Endpoint(
+        "PUT",
+        "/api/notify/settings",
+        body=lambda s: {"quiet_start": "21:30", "quiet_end": "07:30", "quiet_enabled": True},
+    ),
+    Endpoint("GET", "/api/notify/rosters", rows=_tenant_rows(Roster)),
+    Endpoint(
+        "POST",
+        "/api/notify/rosters",
+        body=lambda s: {
+            "name": s.name("值班表"),
+            "region_id": s.org.east.pk,
+            "fallback_id": new_employee(s).pk,
+        },
+        body_refs={"region_id": _pk(new_region), "fallback_id": _pk(new_employee)},
+    ),
+    Endpoint(
+        "PUT",
+        "/api/notify/rosters/{roster_id}",
+        target=_ids(roster_id=new_roster),
+        body=lambda s: {"name": s.name("值班表")},
+    ),
+    Endpoint("GET", "/api/notify/rosters/{roster_id}/shifts", target=_ids(roster_id=new_roster)),
+    Endpoint(
+        "POST",
+        "/api/notify/rosters/{roster_id}/shifts",
+        target=_ids(roster_id=new_roster),
+        body=shifts_body,
+        body_refs={"shifts": lambda s: shifts_body(s)["shifts"]},
+    ),
+    Endpoint("DELETE", "/api/notify/rosters/{roster_id}/shifts/{shift_id}", target=new_shift),
+    Endpoint("GET", "/api/notify/rosters/{roster_id}/on-duty", target=_ids(roster_id=new_roster)),
+    Endpoint(
+        "POST",
+        "/api/notify/events",
+        body=lambda s: {
+            "name": "ticket.created",
+            "key": f"{s.slug}-k{next(_seq)}",
+            "payload": {"ticket": {"number": s.name("工单")}},
+        },
+        status=201,
+    ),
+    Endpoint("GET", "/api/notify/deliveries", rows=_tenant_rows(Delivery)),
+    Endpoint("GET", "/api/notify/deliveries/stats"),
+    Endpoint(
+        "POST",
+        "/api/notify/deliveries/{delivery_id}/retry",
+        target=_ids(delivery_id=new_dead_delivery),
+    ),
     # --- flows ---
     Endpoint("GET", "/api/flows/definitions", rows=_tenant_rows(ProcessDefinition)),
     Endpoint(

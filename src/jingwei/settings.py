@@ -124,6 +124,12 @@ TASKS = {
 TIMER_BATCH = env.int("TIMER_BATCH", default=100)
 TIMER_INTERVAL = env.float("TIMER_INTERVAL", default=1.0)
 TIMER_MAX_ATTEMPTS = env.int("TIMER_MAX_ATTEMPTS", default=5)
+# Notification delivery: batch per loop turn, attempts before a delivery is dead, the first retry
+# delay (doubling each time, capped at an hour) and how long a sender owns a claimed delivery.
+NOTIFY_BATCH = env.int("NOTIFY_BATCH", default=100)
+NOTIFY_MAX_ATTEMPTS = env.int("NOTIFY_MAX_ATTEMPTS", default=5)
+NOTIFY_RETRY_BASE_SECONDS = env.int("NOTIFY_RETRY_BASE_SECONDS", default=30)
+NOTIFY_LEASE_SECONDS = env.int("NOTIFY_LEASE_SECONDS", default=120)
 
 # --- auth -----------------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = ["jingwei.org.auth.ThrottledModelBackend"]

@@ -42,6 +42,18 @@ def timer_handler(kind: str) -> Callable[[Handler], Handler]:
 
 
 _daily: dict[str, time_of_day] = {}
+_pollers: dict[str, Callable[[], int]] = {}
+
+
+def loop_poller(name: str) -> Callable[[Callable[[], int]], Callable[[], int]]:
+    """Register work the timer loop does on every turn besides firing timers (the notification
+    runner's due deliveries). The function returns how much it did; 0 lets the loop sleep."""
+
+    def register(fn: Callable[[], int]) -> Callable[[], int]:
+        _pollers[name] = fn
+        return fn
+
+    return register
 
 
 def daily_timer(kind: str, at: time_of_day) -> Callable[[Handler], Handler]:
@@ -248,6 +260,11 @@ def run_loop(*, interval: float | None = None, stop: threading.Event | None = No
                 ensure_daily_timers()
                 next_check = time.monotonic() + 3600
             fired = fire_due()
+            for name, poll in _pollers.items():
+                try:
+                    fired += poll()
+                except Exception:
+                    log.exception("timer loop: %s failed; retrying", name)
         except Exception:
             log.exception("timer loop iteration failed; retrying")
             fired = 0

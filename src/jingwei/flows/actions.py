@@ -37,6 +37,7 @@ def notify(instance: Instance, node: dict[str, Any], params: dict[str, Any]) -> 
     )
     hooks.alert(
         tenant_id=instance.tenant_id,
+        region_id=instance.region_id,
         recipient_ids=people,
         kind="flows.notify",
         title=str(params.get("title") or node.get("name") or "流程通知"),

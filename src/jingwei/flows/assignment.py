@@ -9,7 +9,8 @@ from typing import Any
 
 from django.db.models import Count
 
-from jingwei.org.models import Employee, EmployeeStatus, RoleAssignment
+from jingwei.org.models import Employee, EmployeeStatus
+from jingwei.org.services import role_holders_covering
 
 from .models import Instance, Task, TaskStatus
 
@@ -72,31 +73,15 @@ def manager_of(employee_id: int | None) -> int | None:
 
 
 def role_holders(instance: Instance, role_name: str, scope: str) -> list[int]:
-    """Active employees holding `role_name` whose region (or department) covers the case's: a
-    dispatcher of 上海 serves a 浦东 case; one of 广州 does not. A case without one: all holders;
-    a holder without one (HQ): every case."""
-    rows = (
-        RoleAssignment.objects.in_force()
-        .filter(
-            tenant_id=instance.tenant_id,
-            role__name=role_name,
-            employee__status=EmployeeStatus.ACTIVE,
-            employee__frozen_at__isnull=True,
-        )
-        .values_list("employee_id", "employee__region__path", "employee__department__path")
+    """Holders of `role_name` covering the case's region (or department): see
+    org.services.role_holders_covering. A case placed nowhere: every holder."""
+    node = instance.department if scope == "department" else instance.region
+    return role_holders_covering(
+        tenant_id=instance.tenant_id,
+        role_name=role_name,
+        path=node.path if node is not None else None,
+        scope=scope,
     )
-    case_path = (
-        (instance.department.path if instance.department else None)
-        if scope == "department"
-        else (instance.region.path if instance.region else None)
-    )
-    people = set()
-    for employee_id, region_path, department_path in rows:
-        own = department_path if scope == "department" else region_path
-        # Someone placed nowhere (HQ staff without a region) covers every case.
-        if case_path is None or not own or case_path.startswith(own):
-            people.add(employee_id)
-    return sorted(people)
 
 
 def least_loaded(tenant_id: int, people: list[int]) -> int | None:

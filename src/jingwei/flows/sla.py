@@ -229,6 +229,7 @@ def _escalate(watch: _Watched, step: dict[str, Any], index: int) -> None:
         task.save(update_fields=["assignee_id"])
         hooks.alert(
             tenant_id=instance.tenant_id,
+            region_id=instance.region_id,
             recipient_ids=[people[0], previous],
             kind="flows.task_reassigned",
             title=f"任务超时已改派：{watch.label}",
@@ -237,6 +238,7 @@ def _escalate(watch: _Watched, step: dict[str, Any], index: int) -> None:
     else:
         hooks.alert(
             tenant_id=instance.tenant_id,
+            region_id=instance.region_id,
             recipient_ids=people,
             kind=f"flows.sla_{'alert' if action == 'reassign' else action}",
             title=f"{'任务' if task is not None else '等待'}超时：{watch.label}",

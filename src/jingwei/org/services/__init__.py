@@ -7,6 +7,7 @@ from .common import (
     check_refs,
     employees_holding,
     permission_catalogue_sync,
+    role_holders_covering,
 )
 from .employees import (
     employee_create,
@@ -43,6 +44,7 @@ __all__ = [
     "permission_catalogue_sync",
     "role_create",
     "role_delete",
+    "role_holders_covering",
     "role_update",
     "tree_node_create",
     "tree_node_delete",

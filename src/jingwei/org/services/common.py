@@ -76,6 +76,30 @@ def employees_holding(*, tenant_id: int, code: str, at: datetime | None = None) 
     )
 
 
+def role_holders_covering(
+    *, tenant_id: int, role_name: str, path: str | None, scope: str = "region"
+) -> list[int]:
+    """Active, unfrozen holders of role `role_name` whose region (or department, by `scope`)
+    covers the node at materialised `path`: a dispatcher of 上海 covers 浦东; one of 广州 does not.
+    No path: every holder. A holder placed nowhere (HQ staff): every path."""
+    rows = (
+        RoleAssignment.objects.in_force()
+        .filter(
+            tenant_id=tenant_id,
+            role__name=role_name,
+            employee__status=EmployeeStatus.ACTIVE,
+            employee__frozen_at__isnull=True,
+        )
+        .values_list("employee_id", "employee__region__path", "employee__department__path")
+    )
+    people = set()
+    for employee_id, region_path, department_path in rows:
+        own = department_path if scope == "department" else region_path
+        if path is None or not own or path.startswith(own):
+            people.add(employee_id)
+    return sorted(people)
+
+
 def role_codes(role_id: int) -> list[str]:
     return sorted(
         RolePermission.objects.filter(role_id=role_id).values_list("permission_id", flat=True)

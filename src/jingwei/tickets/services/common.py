@@ -55,6 +55,45 @@ def ticket_event(
     )
 
 
+def ticket_announce(ticket: Ticket, name: str, *, key: str = "", **extra: Any) -> None:
+    """Tell the notification rules (event `ticket.<name>`) in the caller's transaction: a rule
+    may text the customer that the ticket was received, or page the on-duty dispatcher for an
+    S-level one. The customer's contact is in the payload so a rule can reach them."""
+    from django.conf import settings
+
+    from jingwei.notify.services import event_publish
+
+    event_publish(
+        tenant_id=ticket.tenant_id,
+        name=f"ticket.{name}",
+        key=key,
+        severity="urgent" if ticket.priority == "S" else "info",
+        payload={
+            "ticket": {
+                "id": ticket.pk,
+                "number": ticket.number,
+                "title": ticket.title,
+                "priority": ticket.priority,
+                "status": ticket.status,
+                "stage": ticket.stage,
+                "source": ticket.source,
+                "owner_id": ticket.owner_id,
+                "queue_id": ticket.queue_id,
+                "url": f"{settings.PUBLIC_BASE_URL.rstrip('/')}/p/{ticket.progress_token}",
+            },
+            "customer": {
+                "id": ticket.customer_id,
+                "name": ticket.contact_name,
+                "phone": ticket.contact_phone,
+                "email": ticket.contact_email,
+            },
+            "region_id": ticket.region_id,
+            "owner_id": ticket.owner_id,
+            **extra,
+        },
+    )
+
+
 def region_path(tenant_id: int, region_id: Any) -> list[int] | None:
     """The ids from the top region down to `region_id`, or None when the tenant has no such
     region (the form engine's region resolver)."""

@@ -55,6 +55,7 @@ from .common import (
     VIEW,
     make_refs,
     region_path,
+    ticket_announce,
     ticket_event,
     ticket_get,
 )
@@ -407,6 +408,7 @@ def _create(actor: Actor | None, tenant_id: int, new: NewTicket) -> Created:
             data={"ticket_id": ticket.pk, "number": ticket.number, "event": "created"},
             event_id=f"ticket:{ticket.pk}:created",
         )
+    ticket_announce(ticket, "created", key=f"ticket:{ticket.pk}:created")
     if decision.owner_id:
         notification_send(
             tenant_id=tenant_id,
@@ -535,6 +537,7 @@ def assign_within(actor: Actor, ticket: Ticket, owner_id: int, reason: str) -> N
         actor=actor,
         data={"from": previous, "to": owner_id, "reason": reason, "tasks": moved},
     )
+    ticket_announce(ticket, "assigned", previous_owner_id=previous, reason=reason)
     notification_send(
         tenant_id=ticket.tenant_id,
         recipient_ids=[owner_id],
@@ -575,6 +578,7 @@ def close_within(actor: Actor, ticket: Ticket, reason: str) -> None:
     ticket.closed_at = timezone.now()
     ticket.save(update_fields=["status", "stage", "closed_at", "updated_at"])
     ticket_event(ticket, "closed", actor=actor, data={"reason": reason}, public=True)
+    ticket_announce(ticket, "closed", key=f"ticket:{ticket.pk}:closed", reason=reason)
     audit_record(
         actor=actor,
         tenant_id=ticket.tenant_id,

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from jingwei.core.errors import NotFound
 
-from .models import Notification, Severity
+from ..models import Notification, Severity
 
 
 def notification_send(
