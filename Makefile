@@ -26,7 +26,7 @@ run: migrate
 	$(BIN)/jingwei collectstatic --no-input -v0
 	$(BIN)/jingwei demo
 	@echo "控制台 / API: http://$${HOST:-127.0.0.1}:$${PORT:-8000}/   API 文档: /api/docs   管理后台: /admin/"
-	MAIL_INTAKE_PORT=$${MAIL_INTAKE_PORT:-2525} $(BIN)/jingwei run
+	MAIL_INTAKE_PORT=$${MAIL_INTAKE_PORT:-2525} NOTIFY_SIMULATORS_PORT=$${NOTIFY_SIMULATORS_PORT:-8025} $(BIN)/jingwei run
 
 lint: install
 	$(BIN)/ruff check src tests bench

@@ -59,11 +59,33 @@ def test_run_serves_the_api_runs_jobs_fires_timers_and_stops_as_one(tmp_path):
         payload={"assignment_id": assignment.pk},
     )
     leave_mark.enqueue(tenant.pk, "from-run")
-    port = free_port()
+    port, simulators_port = free_port(), free_port()
+    # ... and a notification rule whose webhook points at the simulators `run` starts
+    from jingwei.notify.models import ChannelConfig, Delivery, MessageTemplate, Rule
+    from jingwei.notify.services import event_publish
+    from jingwei.notify.simulators import Simulators
+
+    ChannelConfig.objects.create(
+        tenant=tenant,
+        channel="webhook",
+        settings=Simulators.channel_settings(f"http://127.0.0.1:{simulators_port}")["webhook"],
+    )
+    Rule.objects.create(
+        tenant=tenant,
+        name="推送",
+        event="ticket.created",
+        recipients=[{"kind": "employee", "employee_id": employee.pk}],
+        channels={"urgent": ["webhook"]},
+        template=MessageTemplate.objects.create(tenant=tenant, key="t", name="t", title="新工单"),
+    )
+    event_publish(tenant_id=tenant.pk, name="ticket.created", key="run-1", severity="urgent")
 
     # When `jingwei run` starts
     run = Proc(
-        ["-m", "jingwei.cli", "run", "--port", str(port), "--web-workers", "1"],
+        [
+            *("-m", "jingwei.cli", "run", "--port", str(port), "--web-workers", "1"),
+            *("--simulators-port", str(simulators_port)),
+        ],
         tmp_path / "run.log",
         TIMER_INTERVAL="0.1",
     )
@@ -85,10 +107,16 @@ def test_run_serves_the_api_runs_jobs_fires_timers_and_stops_as_one(tmp_path):
         assert AuditEvent.objects.filter(
             action="org.grant.expired", subject_id=str(assignment.pk)
         ).exists()
+        # The timer loop fanned the event out and sent it to the simulators' webhook receiver.
+        wait_until(
+            lambda: Delivery.objects.filter(status="sent").exists(),
+            what="the notification to be delivered",
+            procs=[run],
+        )
         children = children_of(run.pid)
-        assert len(children) == 3  # web, worker, timers
+        assert len(children) == 4  # web, worker, timers, simulators
 
-        # And SIGTERM stops all three
+        # And SIGTERM stops them all
         assert run.stop() == 0
         assert not any(pid_alive(pid) for pid in children)
         assert not answers(f"http://127.0.0.1:{port}/healthz")

@@ -5,6 +5,7 @@ mail waits for the morning. Nothing arrives twice, even when the workers run aga
 
 from __future__ import annotations
 
+from typing import Any
 from unittest import mock
 
 import pytest

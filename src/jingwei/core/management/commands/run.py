@@ -29,9 +29,22 @@ class Command(BaseCommand):
             default=int(os.environ.get("MAIL_INTAKE_PORT", "0")),
             help="also receive mail for the service mailboxes on this port (0: not)",
         )
+        parser.add_argument(
+            "--simulators-port",
+            type=int,
+            default=int(os.environ.get("NOTIFY_SIMULATORS_PORT", "0")),
+            help="also serve the SMS/WeCom/DingTalk/webhook simulators on this port (0: not)",
+        )
 
     def handle(
-        self, *args: Any, host: str, port: int, web_workers: int, mail_port: int, **options: Any
+        self,
+        *args: Any,
+        host: str,
+        port: int,
+        web_workers: int,
+        mail_port: int,
+        simulators_port: int,
+        **options: Any,
     ) -> None:
         me = [sys.executable, "-m", "jingwei.cli"]
         commands = {
@@ -56,6 +69,9 @@ class Command(BaseCommand):
         }
         if mail_port:
             commands["mail"] = [*me, "mailserver", "--host", host, "--port", str(mail_port)]
+        if simulators_port:
+            # Loopback only: the demo's channels point here, and nobody else should post to it.
+            commands["simulators"] = [*me, "simulators", "--port", str(simulators_port)]
         children = {name: subprocess.Popen(cmd) for name, cmd in commands.items()}  # noqa: S603
         self.stdout.write(
             f"经纬 SCRM 已启动: http://{host}:{port}/  (API 文档 /api/docs)", ending="\n"

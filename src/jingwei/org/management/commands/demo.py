@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from jingwei.core.errors import DomainError
 from jingwei.customers.demo import load_demo_customers
 from jingwei.flows.demo import load_shipped_flows
+from jingwei.notify.demo import load_demo_notifications
 from jingwei.org.demo import DEMO_PASSWORD, demo_logins, load_demo
 from jingwei.tickets.demo import load_demo_tickets
 
@@ -22,6 +23,7 @@ class Command(BaseCommand):
             raise CommandError(exc.message) from exc
         load_shipped_flows(tenant.pk)
         load_demo_customers(tenant.pk)
+        load_demo_notifications(tenant.pk)
         load_demo_tickets(tenant.pk)
         if quiet:
             return
