@@ -35,7 +35,8 @@ Where time goes, in this process after the run: SQL statements and milliseconds 
 event_publish, one event's fan-out, one claim and one delivery of each channel (50 more events);
 EXPLAIN ANALYZE of the claim query with every delivery pending; CPU seconds of the workers, of
 this process (the receiver) and of the PostgreSQL server. `--profile` also runs the first worker
-of each phase under cProfile (var/bench-notify-{fanout,deliver}.prof) and prints the top entries.
+of each phase under cProfile in CPU time (var/bench-notify-{fanout,deliver}.prof) and prints the
+top entries.
 `--synchronous-commit off` sets that on the bench database (an experiment: how much of the time
 is waiting for the WAL flush at each commit; the product runs with PostgreSQL's default, on).
 
@@ -271,7 +272,8 @@ def worker(mode: str, profile_out: str, wait: bool) -> None:
     print("ready", flush=True)
     if wait:
         sys.stdin.readline()
-    profiler = cProfile.Profile() if profile_out else None
+    # CPU time, not wall: on a busy machine the wall-clock profile is mostly waiting for a core.
+    profiler = cProfile.Profile(time.process_time) if profile_out else None
     cpu, started = time.process_time(), time.perf_counter()
     taken = idle = 0
     if profiler is not None:
@@ -636,7 +638,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     for label, phase in (("fanout", fan), ("deliver", dlv)):
         if phase["profile"] and os.path.exists(phase["profile"]):
-            log(f"cProfile of one {label} worker (tottime), {phase['profile']}:")
+            log(f"cProfile of one {label} worker (CPU tottime), {phase['profile']}:")
             log(top_of_profile(phase["profile"]))
 
     p = probe(tenant_id)

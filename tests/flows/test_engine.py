@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -248,6 +249,39 @@ def test_an_unanswered_dispatch_escalates_step_by_step(org, admin, team, domain_
         )
     )
     assert steps == ["remind", "alert", "reassign"]
+
+
+def test_an_escalation_can_alert_whoever_is_on_duty(org, admin, team, domain_actions):
+    from jingwei.notify.services import config as notify_config
+
+    xml = (FIXTURES / "after_sales_sop.bpmn").read_text()
+    actor = actor_for(admin)
+    services.definition_save(
+        actor=actor,
+        key="after_sales",
+        name="after_sales",
+        xml=xml.replace('target="supervisor"', 'target="duty:夜间调度值班"'),
+    )
+    services.definition_publish(actor=actor, key="after_sales")
+    night = EmployeeFactory(tenant=org.tenant, name="夜班 李娜")
+    roster = notify_config.roster_save(actor=actor, name="夜间调度值班")
+    instance = services.instance_start(
+        actor=actor, key="after_sales", data={"priority": "normal"}, region_id=org.pudong.pk
+    )
+    complete(open_task(instance))
+    dispatch = open_task(instance)
+    alarm_at = dispatch.due_at + timedelta(minutes=31)
+    notify_config.shifts_add(
+        actor=actor,
+        roster_id=roster.pk,
+        shifts=[(night.pk, alarm_at - timedelta(hours=1), alarm_at + timedelta(hours=1))],
+    )
+
+    fire_due(now=dispatch.due_at + timedelta(seconds=1))
+    with mock.patch("django.utils.timezone.now", return_value=alarm_at):
+        fire_due(now=alarm_at)
+
+    assert Notification.objects.filter(recipient=night, kind="flows.sla_alert").exists()
 
 
 def test_completing_a_task_cancels_its_escalation(org, admin, team, domain_actions):

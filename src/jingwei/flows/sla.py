@@ -154,6 +154,10 @@ def disarm_wait(token: Token, node: dict[str, Any]) -> None:
 def _target(watch: _Watched, target: str) -> list[int]:
     if target.startswith("role:"):
         return role_holders(watch.instance, target[5:], "region")
+    if target.startswith("duty:"):
+        from jingwei.notify.services.config import on_duty_named
+
+        return on_duty_named(watch.instance.tenant_id, target[5:])
     people = {"assignee": watch.responsible}
     people["supervisor"] = manager_of(people["assignee"])
     people["manager"] = manager_of(people["supervisor"])

@@ -74,7 +74,7 @@ All inside a node's bpmn:extensionElements; attributes left out read as "".
     read (the shipped flows write `outcome == "reject"` on the gateway after the task).
 <jw:sla duration="PT2H" calendar="working|calendar">                     userTask, callActivity,
     <jw:escalation after="PT0M" action="remind|reassign|alert"            message catch
-                   target="assignee|supervisor|manager|role:<name>"/>
+                   target="assignee|supervisor|manager|role:<name>|duty:<roster>"/>
     …
 </jw:sla>
     The time the node may take, counted in working time (the business calendar) or plain

@@ -390,14 +390,14 @@ class _Validator:
                     "sla_invalid",
                     f"{label} 的第 {i} 级升级动作 {e.action or '（空）'} 无效（remind、reassign 或 alert）",
                 )
-            role = e.target.removeprefix("role:")
+            named = e.target.removeprefix("role:").removeprefix("duty:")
             if e.target not in ESCALATION_TARGETS and not (
-                e.target.startswith("role:") and role.strip()
+                e.target.startswith(("role:", "duty:")) and named.strip()
             ):
                 self.add(
                     n.id,
                     "sla_invalid",
-                    f"{label} 的第 {i} 级升级对象 {e.target or '（空）'} 无效（assignee、supervisor、manager 或 role:角色名）",
+                    f"{label} 的第 {i} 级升级对象 {e.target or '（空）'} 无效（assignee、supervisor、manager、role:角色名 或 duty:值班表）",
                 )
 
     def placement(self, n: Node) -> None:

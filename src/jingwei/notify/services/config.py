@@ -272,3 +272,10 @@ def on_duty(roster: Roster, at: datetime | None = None) -> list[int]:
     if not people and roster.fallback_id is not None:
         people = [roster.fallback_id]
     return people
+
+
+def on_duty_named(tenant_id: int, roster_name: str, at: datetime | None = None) -> list[int]:
+    """Who is on duty in the tenant's roster called `roster_name` (an escalation step's
+    `duty:<值班表>` target); nobody when there is no such roster."""
+    roster = Roster.objects.filter(tenant_id=tenant_id, name=roster_name).first()
+    return on_duty(roster, at) if roster is not None else []
