@@ -285,3 +285,64 @@ def test_another_tenants_rules_rosters_and_deliveries_are_invisible(
 def test_a_template_in_use_cannot_be_deleted(set_up):
     answer = set_up["client"].delete(f"/api/notify/templates/{set_up['template']['id']}")
     assert (answer.status_code, answer.json()["code"]) == (409, "in_use")
+
+
+def test_the_customers_number_is_masked_in_the_log_and_kept_out_of_colleagues_inboxes(
+    org, admin, client_as
+):
+    from jingwei.notify.services import config as notify_config
+    from jingwei.notify.services import rules as notify_rules
+    from jingwei.org.scope import actor_for
+
+    from ..factories import grant
+
+    owner = EmployeeFactory(tenant=org.tenant, name="刘洋")
+    actor = actor_for(admin)
+    notify_config.channel_config_save(
+        actor=actor,
+        channel="webhook",
+        settings={"url": "http://127.0.0.1:9/unused", "secret": "s" * 20},
+        enabled=False,
+    )
+    template = notify_rules.template_save(
+        actor=actor, data={"key": "t", "name": "t", "title": "工单 {{ ticket.number }}"}
+    )
+
+    for kind, channels in (("customer", ["sms"]), ("field", ["inapp"])):
+        spec = {"kind": kind, "field": "ticket.owner_id"} if kind == "field" else {"kind": kind}
+        notify_rules.rule_save(
+            actor=actor,
+            data={
+                "name": f"规则-{kind}",
+                "event": "ticket.created",
+                "recipients": [spec],
+                "channels": {"info": channels},
+                "template_id": template.pk,
+            },
+        )
+    with mock.patch("django.utils.timezone.now", return_value=at_shanghai(10)):
+        event_publish(
+            tenant_id=org.tenant.pk,
+            name="ticket.created",
+            key="pii",
+            payload={
+                "ticket": {"id": 7, "number": "GD7", "owner_id": owner.pk},
+                "customer": {"name": "王建国", "phone": "13912345678"},
+            },
+        )
+        runner.deliver_due()
+
+    # The inbox links to the ticket and carries nothing of the customer's.
+    note = client_as(owner).get("/api/notify/inbox").json()["items"][0]
+    assert note["data"]["ticket"] == {"id": 7, "number": "GD7", "owner_id": owner.pk}
+    assert "13912345678" not in str(note) and "王建国" not in str(note)
+    # A notification manager without customer.view_pii sees the SMS address masked.
+    manager = EmployeeFactory(tenant=org.tenant, name="通知管理员")
+    grant(manager, ["notify.manage"], "tenant")
+    addresses = {
+        d["channel"]: d["address"]
+        for d in client_as(manager).get("/api/notify/deliveries").json()["items"]
+    }
+    assert addresses["sms"] == "139****5678"
+    full = client_as(admin).get("/api/notify/deliveries", {"channel": "sms"}).json()["items"]
+    assert full[0]["address"] == "13912345678"

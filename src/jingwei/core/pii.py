@@ -6,6 +6,7 @@ API schemas use the `MaskedPhone` / `MaskedIdNumber` types; exports call `presen
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import ValidationInfo, WrapValidator
@@ -89,6 +90,17 @@ def _id_number(value: Any, handler: Any, info: ValidationInfo) -> Any:
     return present_id_number(handler(value), _actor_from(info))
 
 
+_PHONE_LIKE = re.compile(r"\+?[0-9][0-9 -]{4,19}")
+
+
+def _contact(value: Any, handler: Any, info: ValidationInfo) -> Any:
+    # An address that may be a phone number or an e-mail (a delivery's): only numbers are PII here.
+    shown = handler(value)
+    if isinstance(shown, str) and _PHONE_LIKE.fullmatch(shown):
+        return present_phone(shown, _actor_from(info))
+    return shown
+
+
 def _snapshot(value: Any, handler: Any, info: ValidationInfo) -> Any:
     return present_snapshot(handler(value), _actor_from(info))
 
@@ -98,3 +110,4 @@ def _snapshot(value: Any, handler: Any, info: ValidationInfo) -> Any:
 MaskedPhone = Annotated[str | None, WrapValidator(_phone)]
 MaskedIdNumber = Annotated[str | None, WrapValidator(_id_number)]
 MaskedSnapshot = Annotated[Any, WrapValidator(_snapshot)]
+MaskedContact = Annotated[str, WrapValidator(_contact)]

@@ -11,6 +11,7 @@ from ninja.pagination import paginate
 from pydantic import StrictBool
 
 from jingwei.core.api import DB_INT_MAX, AuthedRequest, Filters, In, Moment, Page
+from jingwei.core.pii import MaskedContact, MaskedSnapshot
 
 from . import services
 from .channels import CHANNELS
@@ -47,7 +48,7 @@ class NotificationOut(Schema):
     severity: str
     title: str
     body: str
-    data: dict[str, Any]
+    data: MaskedSnapshot
     created_at: datetime
     read_at: datetime | None
 
@@ -492,7 +493,7 @@ class DeliveryOut(Schema):
     recipient: str
     recipient_name: str
     channel: str
-    address: str
+    address: MaskedContact
     severity: str
     title: str
     status: str
