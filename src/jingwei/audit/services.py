@@ -18,7 +18,7 @@ from django.db import models, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from jingwei.core.errors import Forbidden
+from jingwei.core.errors import Forbidden, NotFound
 from jingwei.org.scope import Actor
 
 from .models import AuditEvent, ExportRecord
@@ -82,6 +82,20 @@ def audit_record(
         data=data or {},
         ip=ip,
     )
+
+
+def delete_recorded(
+    *, actor: Actor, queryset: Any, pk: int, action: str, missing: str, field: str
+) -> None:
+    """Delete one row of the actor's tenant, recording what it was (in the caller's transaction).
+    A row of another tenant, or none, is NotFound(`missing`, field=`field`)."""
+    row = queryset.filter(tenant_id=actor.tenant_id, pk=pk).first()
+    if row is None:
+        raise NotFound(missing, field=field)
+    audit_record(
+        actor=actor, tenant_id=actor.tenant_id, action=action, subject=row, before=snapshot(row)
+    )
+    row.delete()
 
 
 def _follow(obj: Any, path: str | None) -> Any:

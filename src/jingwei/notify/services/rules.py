@@ -8,7 +8,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from jingwei.audit.services import audit_record, snapshot
+from jingwei.audit.services import audit_record, delete_recorded, snapshot
 from jingwei.core.errors import Conflict, Invalid, NotFound
 from jingwei.flows.expressions import check as expression_error
 from jingwei.org.models import Employee
@@ -206,17 +206,14 @@ def rule_save(*, actor: Actor, data: Mapping[str, Any], rule_id: int | None = No
 def rule_delete(*, actor: Actor, rule_id: int) -> None:
     actor.require_tenant_wide(MANAGE)
     with transaction.atomic(durable=True):
-        rule = Rule.objects.filter(tenant_id=actor.tenant_id, pk=rule_id).first()
-        if rule is None:
-            raise NotFound("通知规则不存在", field="rule_id")
-        audit_record(
+        delete_recorded(
             actor=actor,
-            tenant_id=actor.tenant_id,
+            queryset=Rule.objects,
+            pk=rule_id,
             action="notify.rule.deleted",
-            subject=rule,
-            before=snapshot(rule),
+            missing="通知规则不存在",
+            field="rule_id",
         )
-        rule.delete()
 
 
 def template_delete(*, actor: Actor, template_id: int) -> None:

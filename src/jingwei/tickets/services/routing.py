@@ -30,7 +30,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import Count
 
-from jingwei.audit.services import audit_record, snapshot
+from jingwei.audit.services import audit_record, delete_recorded, snapshot
 from jingwei.core.errors import Conflict, Invalid, NotFound
 from jingwei.org.models import Employee, EmployeeStatus, Region, path_ids
 from jingwei.org.scope import Actor
@@ -530,17 +530,14 @@ def rule_save(
 def rule_delete(*, actor: Actor, rule_id: int) -> None:
     actor.require_tenant_wide(MANAGE)
     with transaction.atomic(durable=True):
-        rule = RoutingRule.objects.filter(tenant_id=actor.tenant_id, pk=rule_id).first()
-        if rule is None:
-            raise NotFound("路由规则不存在", field="rule_id")
-        audit_record(
+        delete_recorded(
             actor=actor,
-            tenant_id=actor.tenant_id,
+            queryset=RoutingRule.objects,
+            pk=rule_id,
             action="tickets.routing_rule.deleted",
-            subject=rule,
-            before=snapshot(rule),
+            missing="路由规则不存在",
+            field="rule_id",
         )
-        rule.delete()
 
 
 def rules_visible(actor: Actor) -> Any:
