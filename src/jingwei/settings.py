@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "jingwei.flows",
     "jingwei.customers",
     "jingwei.tickets",
+    "jingwei.catalog",
 ]
 
 MIDDLEWARE = [

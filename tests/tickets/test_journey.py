@@ -1,6 +1,7 @@
 """Journey A as far as tickets reach today: a repair ticket walks the shipped 7-step SOP from
-受理 to 归档 (the parts and settlement steps pass, recorded as deferred until those modules
-exist), the ticket ends resolved, and its progress page shows every step done. Also: the region
+受理 to 归档 (parts are reserved at 派单 and consumed at acceptance by the parts library; the
+settlement step passes, recorded as deferred until settlement exists), the ticket ends resolved,
+and its progress page shows every step done. Also: the region
 and contact a form answers when nobody states them."""
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .test_tickets import complete_step, create, open_tasks
 def test_a_repair_walks_the_sop_to_the_end(shipped, org, admin, client_as):
     ticket = create(client_as(admin), org, region_id=org.pudong.pk)
     complete_step(admin, ticket["id"], "受理")
-    complete_step(admin, ticket["id"], "派单")  # reserve_parts: deferred, not a dead end
+    complete_step(admin, ticket["id"], "派单")  # reserve_parts: nothing listed, nothing held
     assert [t.name for t in open_tasks(ticket["id"])] == ["处理"]
     complete_step(admin, ticket["id"], "处理")
     complete_step(admin, ticket["id"], "验收", outcome="reject")  # the customer rejects once
@@ -34,11 +35,8 @@ def test_a_repair_walks_the_sop_to_the_end(shipped, org, admin, client_as):
     assert (done.status, done.stage) == ("resolved", "已完成")
     assert done.closed_at is not None
     instance = Instance.objects.get(pk=done.instance_id)
-    assert [d["action"] for d in instance.data["deferred_actions"]] == [
-        "reserve_parts",
-        "consume_parts",
-        "post_settlement_line",
-    ]
+    assert [d["action"] for d in instance.data["deferred_actions"]] == ["post_settlement_line"]
+    assert instance.data["parts_reservation"]["short"] == []  # the form listed no parts
     page = Client().get(f"/api/public/progress/{done.progress_token}").json()
     assert page["status"] == "resolved"
     assert {s["state"] for s in page["steps"]} == {"done"}

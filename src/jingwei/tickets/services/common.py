@@ -111,8 +111,10 @@ def region_path(tenant_id: int, region_id: Any) -> list[int] | None:
 
 def make_refs(tenant_id: int, actor: Actor | None) -> Any:
     """The form engine's resolver of picker and file answers: the ids among `ids` that exist in
-    the tenant and, for customers, that the actor may see. Products, parts and projects come with
-    the catalog module; until then no id of theirs exists."""
+    the tenant and, for customers, that the actor may see; parts must be active in the parts
+    library. Products and projects come with the rest of the catalog module; until then no id of
+    theirs exists."""
+    from jingwei.catalog.models import Part
     from jingwei.customers.models import Customer
 
     def refs(kind: str, ids: Iterable[Any]) -> set[Any]:
@@ -124,6 +126,12 @@ def make_refs(tenant_id: int, actor: Actor | None) -> Any:
                 else Customer.objects.filter(tenant_id=tenant_id)
             )
             return set(qs.active().filter(pk__in=wanted).values_list("pk", flat=True))
+        if kind == "part":
+            return set(
+                Part.objects.filter(tenant_id=tenant_id, pk__in=wanted, is_active=True).values_list(
+                    "pk", flat=True
+                )
+            )
         if kind in ("attachment", "photo", "signature"):
             return set(
                 Attachment.objects.filter(tenant_id=tenant_id, key__in=wanted).values_list(

@@ -2,6 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from jingwei.catalog.demo import load_demo_catalog
 from jingwei.core.errors import DomainError
 from jingwei.customers.demo import load_demo_customers
 from jingwei.flows.demo import load_shipped_flows
@@ -25,6 +26,7 @@ class Command(BaseCommand):
         load_demo_customers(tenant.pk)
         load_demo_notifications(tenant.pk)
         load_demo_tickets(tenant.pk)
+        load_demo_catalog(tenant.pk)
         if quiet:
             return
         self.stdout.write(f"演示企业：{tenant.name}   所有演示账号的密码：{DEMO_PASSWORD}")
