@@ -470,3 +470,16 @@ def test_console_write_with_unparsable_multipart_answers_json(
     assert response.status_code == 400
     assert response["Content-Type"].startswith("application/json")
     assert {"code", "message", "field"} <= set(response.json())
+
+
+@pytest.mark.django_db
+def test_nul_anywhere_in_a_json_payload_is_refused_naming_the_field(api_client: Client) -> None:
+    # PostgreSQL cannot keep \u0000 in jsonb, not even as an object key (found by fuzzing).
+    for payload in ({"\x00": None}, {"a": ["x\x00"]}, {"a": {"b\x00": 1}}):
+        r = api_client.post(
+            "/api/notify/events",
+            {"name": "order.paid", "key": "k1", "payload": payload},
+            content_type="application/json",
+        )
+        assert r.status_code == 422, r.content
+        assert r.json()["field"] == "payload"

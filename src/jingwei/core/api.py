@@ -37,9 +37,20 @@ class AuthedRequest(HttpRequest):
     actor: Actor
 
 
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(v) for v in value)
+    return False
+
+
 def refuse_nul(value: Any) -> Any:
-    """PostgreSQL can neither store nor compare text holding NUL: refuse it as input (else a 500)."""
-    if isinstance(value, str) and "\x00" in value:
+    """PostgreSQL can neither store nor compare text holding NUL, nor keep it anywhere in a JSON
+    value (a key of a free-form payload included): refuse it as input (else a 500)."""
+    if _holds_nul(value):
         raise PydanticCustomError("string_nul", "text must not contain NUL")
     return value
 
