@@ -48,8 +48,17 @@ def _holds_nul(value: Any) -> bool:
 
 
 def refuse_nul(value: Any) -> Any:
-    """PostgreSQL can neither store nor compare text holding NUL, nor keep it anywhere in a JSON
-    value (a key of a free-form payload included): refuse it as input (else a 500)."""
+    """PostgreSQL can neither store nor compare text holding NUL: refuse it as input (else a 500).
+    Structured values (conditions, forms) are checked deeper by their own checkers, which name
+    the exact place; free-form JSON without one uses `refuse_nul_anywhere`."""
+    if isinstance(value, str) and "\x00" in value:
+        raise PydanticCustomError("string_nul", "text must not contain NUL")
+    return value
+
+
+def refuse_nul_anywhere(value: Any) -> Any:
+    """`refuse_nul` for free-form JSON (an event payload): PostgreSQL's jsonb cannot keep NUL in
+    any string of it, object keys included."""
     if _holds_nul(value):
         raise PydanticCustomError("string_nul", "text must not contain NUL")
     return value

@@ -8,9 +8,17 @@ from django.db.models import QuerySet
 from django.utils.timezone import now as timezone_now
 from ninja import Field, Query, Router, Schema, Status
 from ninja.pagination import paginate
-from pydantic import StrictBool
+from pydantic import StrictBool, field_validator
 
-from jingwei.core.api import DB_INT_MAX, AuthedRequest, Filters, In, Moment, Page
+from jingwei.core.api import (
+    DB_INT_MAX,
+    AuthedRequest,
+    Filters,
+    In,
+    Moment,
+    Page,
+    refuse_nul_anywhere,
+)
 from jingwei.core.pii import MaskedContact, MaskedSnapshot
 
 from . import services
@@ -473,6 +481,11 @@ class NotifyEventIn(In):
     key: str = Field(..., min_length=1, max_length=200, description="幂等键：同一键只通知一次")
     severity: SeverityName = "info"
     payload: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("payload")
+    @classmethod
+    def refuse_nul_in_payload(cls, value: Any) -> Any:
+        return refuse_nul_anywhere(value)
 
 
 class NotifyEventOut(Schema):
